@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs every test: the Rust suite (unit, conformance with the official kubemq crate,
+# restart, REST, fuzz) and the Python SDK interop checks against the embedded broker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --locked
+LLM_ROUTER_BIN=target/debug/llm-router bash scripts/python-interop.sh
