@@ -1,9 +1,35 @@
 //! Queues: durable messages taken by competing consumers, with every receive style
 //! KubeMQ offers (receive/peek, ack-all, the single-message stream, downstream
 //! transactions, upstream sends).
+//!
+//! # Layout
+//! - [`queue`]: one queue's in-memory state; [`lease`]: messages a consumer holds.
+//! - [`message`]: validation and attribute rules; [`persist`]: the stored form.
+//! - [`send`], [`receive`] (receive, peek, ack-all), [`stream`] (StreamQueueMessage),
+//!   [`downstream`], [`upstream`], [`delay`], [`settle`] (ack, nack, dead-letter),
+//!   [`info`] (QueuesInfo and channel management).
+//!
+//! In-memory state is authoritative while running; the store is for recovery. A send is
+//! committed before it is acknowledged; settlements are queued without waiting.
 
-use super::config::BrokerConfig;
-use super::store::{Store, StoreError};
+mod collect;
+mod delay;
+mod downstream;
+mod info;
+mod lease;
+mod message;
+mod persist;
+mod queue;
+mod receive;
+mod send;
+mod settle;
+mod stream;
+mod upstream;
+
+pub use info::QueueChannelStats;
+
+use super::config::{BrokerConfig, QueueLimits};
+use super::store::{self, Store, StoreError, Table};
 use crate::kubemq::{
     AckAllQueueMessagesRequest, AckAllQueueMessagesResponse, QueueMessage,
     QueueMessagesBatchRequest, QueueMessagesBatchResponse, QueuesDownstreamRequest,
@@ -12,66 +38,188 @@ use crate::kubemq::{
     SendQueueMessageResult, StreamQueueMessagesRequest, StreamQueueMessagesResponse,
 };
 use futures::stream::BoxStream;
+use parking_lot::RwLock;
+use queue::Queue;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 /// All queues.
-pub struct Queues {}
+pub struct Queues {
+    limits: QueueLimits,
+    /// `BrokerConfig::retention` in ns: older messages are dropped at delivery.
+    retention_ns: i64,
+    store: Store,
+    /// Cancelled at broker shutdown: waits end, streams close.
+    shutdown: CancellationToken,
+    /// Every known queue. Read-locked on each call, write-locked only to add or remove.
+    registry: RwLock<HashMap<String, Arc<Queue>>>,
+    /// Shared with the release task.
+    delays: Arc<delay::Delays>,
+}
 
 type Out<T> = BoxStream<'static, Result<T, Status>>;
 
 impl Queues {
     /// Rebuilds every queue from the store.
     pub fn open(
-        _config: &BrokerConfig,
-        _store: Store,
-        _shutdown: CancellationToken,
+        config: &BrokerConfig,
+        store: Store,
+        shutdown: CancellationToken,
     ) -> Result<Arc<Self>, StoreError> {
-        Ok(Arc::new(Self {}))
+        // Metric handles are cached per queue: the recorder must exist before the first.
+        crate::metrics::handle();
+        let queues = Arc::new(Self {
+            limits: config.queues.clone(),
+            retention_ns: i64::try_from(config.retention.as_nanos()).unwrap_or(i64::MAX),
+            store,
+            shutdown: shutdown.clone(),
+            registry: RwLock::new(HashMap::new()),
+            delays: Arc::default(),
+        });
+        queues.restore()?;
+        delay::spawn(&queues, shutdown);
+        Ok(queues)
     }
 
-    pub async fn send(&self, _msg: QueueMessage) -> SendQueueMessageResult {
-        SendQueueMessageResult::default()
+    /// Loads stored messages: all become ready again (in-flight ones included, with their
+    /// sequences); delayed ones go back to the schedule.
+    fn restore(&self) -> Result<(), StoreError> {
+        for (name, hwm) in persist::load_hwms(&self.store)? {
+            let q = self.queue(&name);
+            let mut st = q.lock();
+            st.next_seq = st.next_seq.max(hwm + 1);
+        }
+        let mut delayed = Vec::new();
+        for (key, value) in self.store.scan(Table::Queues, &[])? {
+            let Some((name, seq)) = store::split_key(&key) else {
+                tracing::warn!("skipping a queue record with a malformed key");
+                continue;
+            };
+            let Some(msg) = persist::decode(&value, seq) else {
+                tracing::warn!(queue = %name, seq, "skipping an undecodable queue message");
+                continue;
+            };
+            if name == persist::DELAY_LOG {
+                delayed.push(msg.clone());
+                self.delays.restore(seq, msg);
+            } else {
+                let q = self.queue(&name);
+                let mut st = q.lock();
+                st.next_seq = st.next_seq.max(seq + 1);
+                q.insert_ready(&mut st, [msg]);
+                q.publish_gauges(&st);
+            }
+        }
+        self.count_delayed(&delayed, 1);
+        Ok(())
+    }
+
+    /// The queue called `name`, created on first use.
+    fn queue(&self, name: &str) -> Arc<Queue> {
+        if let Some(q) = self.registry.read().get(name) {
+            return q.clone();
+        }
+        self.registry
+            .write()
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(Queue::new(name)))
+            .clone()
+    }
+
+    pub async fn send(&self, msg: QueueMessage) -> SendQueueMessageResult {
+        let mut results = self.send_many(vec![msg]).await;
+        results.pop().unwrap_or_default()
     }
 
     pub async fn send_batch(
         &self,
-        _req: QueueMessagesBatchRequest,
+        req: QueueMessagesBatchRequest,
     ) -> Result<QueueMessagesBatchResponse, Status> {
-        Err(Status::unimplemented("SendQueueMessagesBatch"))
+        if req.messages.is_empty() {
+            return Err(Status::unknown("empty messages batch"));
+        }
+        let results = self.send_many(req.messages).await;
+        // Divergence from v2.4.0: HaveErrors is also set for validation failures
+        // (upstream sets it only for storage failures, KUBEMQ.md §3.2).
+        let have_errors = results.iter().any(|r| r.is_error);
+        Ok(QueueMessagesBatchResponse {
+            batch_id: req.batch_id,
+            results,
+            have_errors,
+        })
     }
 
-    pub async fn receive(&self, _req: ReceiveQueueMessagesRequest) -> ReceiveQueueMessagesResponse {
-        ReceiveQueueMessagesResponse::default()
+    pub async fn receive(&self, req: ReceiveQueueMessagesRequest) -> ReceiveQueueMessagesResponse {
+        receive::receive(self, req).await
     }
 
-    pub async fn ack_all(&self, _req: AckAllQueueMessagesRequest) -> AckAllQueueMessagesResponse {
-        AckAllQueueMessagesResponse::default()
+    pub async fn ack_all(&self, req: AckAllQueueMessagesRequest) -> AckAllQueueMessagesResponse {
+        receive::ack_all(self, req).await
     }
 
     pub fn stream(
         self: &Arc<Self>,
-        _input: BoxStream<'static, Result<StreamQueueMessagesRequest, Status>>,
+        input: BoxStream<'static, Result<StreamQueueMessagesRequest, Status>>,
     ) -> Out<StreamQueueMessagesResponse> {
-        Box::pin(futures::stream::empty())
+        stream::open(self.clone(), input)
     }
 
     pub fn downstream(
         self: &Arc<Self>,
-        _input: BoxStream<'static, Result<QueuesDownstreamRequest, Status>>,
+        input: BoxStream<'static, Result<QueuesDownstreamRequest, Status>>,
     ) -> Out<QueuesDownstreamResponse> {
-        Box::pin(futures::stream::empty())
+        downstream::open(self.clone(), input)
     }
 
     pub fn upstream(
         self: &Arc<Self>,
-        _input: BoxStream<'static, Result<QueuesUpstreamRequest, Status>>,
+        input: BoxStream<'static, Result<QueuesUpstreamRequest, Status>>,
     ) -> Out<QueuesUpstreamResponse> {
-        Box::pin(futures::stream::empty())
+        upstream::open(self.clone(), input)
     }
 
-    pub fn info(&self, _req: QueuesInfoRequest) -> QueuesInfoResponse {
-        QueuesInfoResponse::default()
+    pub fn info(&self, req: QueuesInfoRequest) -> QueuesInfoResponse {
+        info::info(self, req)
+    }
+
+    /// Every queue whose name contains `search`, with live stats.
+    pub fn list(&self, search: &str) -> Vec<QueueChannelStats> {
+        info::list(self, search)
+    }
+
+    /// Registers an empty queue (no-op when it exists).
+    pub fn create(&self, name: &str) {
+        self.queue(name);
+    }
+
+    /// Removes a queue with its stored and delayed messages and its sequence counter.
+    pub async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        let removed = self.registry.write().remove(name);
+        if let Some(q) = removed {
+            let mut st = q.lock();
+            st.deleted = true;
+            st.ready.clear();
+            st.ready_bytes = 0;
+            st.delayed = 0;
+            q.publish_gauges(&st);
+        }
+        let mut ops = persist::purge(name);
+        ops.extend(
+            self.delays
+                .purge(name)
+                .into_iter()
+                .map(|id| persist::delete(persist::DELAY_LOG, id)),
+        );
+        self.store.commit(ops).await
+    }
+
+    /// Ready messages in `name` (not in flight, not delayed).
+    pub fn depth(&self, name: &str) -> usize {
+        self.registry
+            .read()
+            .get(name)
+            .map_or(0, |q| q.lock().ready.len())
     }
 }
