@@ -1,61 +1,243 @@
 //! Events, events store, commands and queries: everything that is published to
 //! subscribers rather than stored for consumers.
+//!
+//! - [`subject`]: NATS wildcard matching.
+//! - [`registry`]: live subscriptions with queue groups (events, commands, queries).
+//! - [`events`]: plain events. [`events_store`]: durable per-channel logs.
+//! - [`requests`]: commands and queries. [`channels`]: channel management.
+//! - [`stats`]: per-channel counters for `list-channels`.
 
 pub mod channels;
+pub mod events;
+pub mod events_store;
+pub mod registry;
+pub mod requests;
+pub mod stats;
+pub mod subject;
 
 use super::config::BrokerConfig;
+use super::errors::KubeMqError;
 use super::store::{Store, StoreError};
+use crate::kubemq::subscribe::SubscribeType;
 use crate::kubemq::{Event, EventReceive, Request, Response, Result as EventResult, Subscribe};
+use events_store::EventsStore;
 use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use registry::Registry;
+use stats::{Book, Kind};
+use std::future::Future;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+/// How many stored events of one SendEventsStream may await their commit at once.
+const STREAM_IN_FLIGHT: usize = 256;
+
 /// Pub/sub state.
-pub struct PubSub {}
+pub struct PubSub {
+    events: Registry<EventReceive>,
+    commands: Registry<Request>,
+    queries: Registry<Request>,
+    store: Arc<EventsStore>,
+    pending: requests::Pending,
+    book: Arc<Book>,
+    /// Capacity of each subscriber's buffer.
+    buffer: usize,
+    /// Cancelled at broker shutdown: subscriptions end and waiting requests give up.
+    shutdown: CancellationToken,
+}
 
 impl PubSub {
     /// Rebuilds events-store channels and durable cursors from the store.
     pub fn open(
-        _config: &BrokerConfig,
-        _store: Store,
-        _shutdown: CancellationToken,
+        config: &BrokerConfig,
+        store: Store,
+        shutdown: CancellationToken,
     ) -> Result<Arc<Self>, StoreError> {
-        Ok(Arc::new(Self {}))
+        let book = Arc::new(Book::default());
+        let buffer = config.subscriber_buffer.max(1);
+        let es = Arc::new(EventsStore::open(
+            store,
+            book.clone(),
+            buffer,
+            shutdown.clone(),
+        )?);
+        es.apply_retention(config.retention);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&es);
+            rt.spawn(events_store::retention_loop(
+                weak,
+                config.retention,
+                shutdown.clone(),
+            ));
+        }
+        Ok(Arc::new(Self {
+            events: Registry::new(Kind::Events.name()),
+            commands: Registry::new(Kind::Commands.name()),
+            queries: Registry::new(Kind::Queries.name()),
+            store: es,
+            pending: requests::Pending::default(),
+            book,
+            buffer,
+            shutdown,
+        }))
     }
 
-    pub async fn send_event(&self, _event: Event) -> Result<EventResult, Status> {
-        Err(Status::unimplemented("SendEvent"))
+    pub async fn send_event(&self, event: Event) -> Result<EventResult, Status> {
+        Ok(self.publish(event)?.await?)
     }
 
+    /// Validates and publishes synchronously (so a stream keeps its order); the future
+    /// resolves with the result once a stored event is durable.
+    fn publish(
+        &self,
+        mut event: Event,
+    ) -> Result<impl Future<Output = Result<EventResult, KubeMqError>>, KubeMqError> {
+        events::validate_event(&event)?;
+        if event.event_id.is_empty() {
+            event.event_id = super::ids::nuid();
+        }
+        let event_id = event.event_id.clone();
+        let stored = if event.store {
+            Some(self.store.publish(event))
+        } else {
+            self.publish_event(event);
+            None
+        };
+        Ok(async move {
+            if let Some(durable) = stored {
+                durable.await.map_err(|e| {
+                    tracing::error!("events store write failed: {e}");
+                    KubeMqError::ShuttingDown
+                })?;
+            }
+            Ok(EventResult {
+                event_id,
+                sent: true,
+                error: String::new(),
+            })
+        })
+    }
+
+    /// SendEventsStream: a result for every failure and for every stored event; none for
+    /// a plain event that was sent.
     pub fn send_events_stream(
         self: &Arc<Self>,
-        _events: BoxStream<'static, Result<Event, Status>>,
+        events: BoxStream<'static, Result<Event, Status>>,
     ) -> BoxStream<'static, Result<EventResult, Status>> {
-        Box::pin(futures::stream::once(async {
-            Err(Status::unimplemented("SendEventsStream"))
-        }))
+        let me = self.clone();
+        events
+            .map(move |item| me.stream_item(item))
+            .buffered(STREAM_IN_FLIGHT)
+            .filter_map(futures::future::ready)
+            .boxed()
+    }
+
+    fn stream_item(
+        &self,
+        item: Result<Event, Status>,
+    ) -> futures::future::BoxFuture<'static, Option<Result<EventResult, Status>>> {
+        let event = match item {
+            Ok(event) => event,
+            Err(status) => {
+                let status = Status::internal(status.message().to_owned());
+                return futures::future::ready(Some(Err(status))).boxed();
+            }
+        };
+        let (event_id, store) = (event.event_id.clone(), event.store);
+        let failed = move |e: KubeMqError| EventResult {
+            event_id,
+            sent: false,
+            error: e.to_string(),
+        };
+        match self.publish(event) {
+            Ok(done) if store => async move { Some(Ok(done.await.unwrap_or_else(failed))) }.boxed(),
+            Ok(_) => futures::future::ready(None).boxed(),
+            Err(e) => futures::future::ready(Some(Ok(failed(e)))).boxed(),
+        }
     }
 
     pub fn subscribe_to_events(
         self: &Arc<Self>,
-        _sub: Subscribe,
+        sub: Subscribe,
     ) -> Result<BoxStream<'static, Result<EventReceive, Status>>, Status> {
-        Err(Status::unimplemented("SubscribeToEvents"))
+        match SubscribeType::try_from(sub.subscribe_type_data) {
+            Ok(SubscribeType::Events) => Ok(self.subscribe_plain(&sub)?.boxed()),
+            Ok(SubscribeType::EventsStore) => {
+                events::validate_subscriber(&sub)?;
+                if !super::validate::has_wildcard(&sub.channel) {
+                    self.book.channel(Kind::EventsStore, &sub.channel).touch();
+                }
+                Ok(self.store.subscribe(&sub)?.boxed())
+            }
+            _ => Err(KubeMqError::InvalidSubscribeType.status()),
+        }
     }
 
     pub fn subscribe_to_requests(
         self: &Arc<Self>,
-        _sub: Subscribe,
+        sub: Subscribe,
     ) -> Result<BoxStream<'static, Result<Request, Status>>, Status> {
-        Err(Status::unimplemented("SubscribeToRequests"))
+        Ok(self.subscribe_requests(&sub)?.boxed())
     }
 
-    pub async fn send_request(&self, _request: Request) -> Result<Response, Status> {
-        Err(Status::unimplemented("SendRequest"))
+    pub async fn send_request(&self, request: Request) -> Result<Response, Status> {
+        Ok(self.request(request).await?)
     }
 
-    pub fn send_response(&self, _response: Response) -> Result<(), Status> {
-        Err(Status::unimplemented("SendResponse"))
+    pub fn send_response(&self, response: Response) -> Result<(), Status> {
+        Ok(self.respond(response)?)
+    }
+
+    /// Live subscriptions on exactly `channel` (a concrete name or a pattern) of `kind`;
+    /// lets tests wait until an SDK's asynchronous subscribe has reached the broker.
+    pub fn subscriber_count(&self, kind: Kind, channel: &str) -> usize {
+        match kind {
+            Kind::Events => self.events.count(channel),
+            Kind::EventsStore => self.store.subscriber_count(channel),
+            Kind::Commands => self.commands.count(channel),
+            Kind::Queries => self.queries.count(channel),
+        }
+    }
+}
+
+impl PubSub {
+    /// Registers a channel (channel management `create-channel`).
+    pub fn create_channel(&self, kind: Kind, channel: &str) {
+        self.book.channel(kind, channel).touch();
+        if kind == Kind::EventsStore {
+            self.store.create(channel);
+        }
+    }
+
+    /// Forgets a channel and purges its stored messages (`delete-channel`).
+    pub async fn delete_channel(&self, kind: Kind, channel: &str) -> Result<(), StoreError> {
+        self.book.remove(kind, channel);
+        if kind == Kind::EventsStore {
+            self.store.delete(channel).await?;
+        }
+        Ok(())
+    }
+
+    /// Known channels of `kind` accepted by `filter`, with stats and whether anyone is
+    /// subscribed.
+    pub fn list_channels(
+        &self,
+        kind: Kind,
+        filter: impl Fn(&str) -> bool,
+    ) -> Vec<(String, stats::Snapshot, bool)> {
+        self.book
+            .list(kind, filter)
+            .into_iter()
+            .map(|(name, snapshot)| {
+                let active = match kind {
+                    Kind::Events => self.events.has_match(&name),
+                    Kind::EventsStore => self.store.subscriber_count(&name) > 0,
+                    Kind::Commands => self.commands.has_match(&name),
+                    Kind::Queries => self.queries.has_match(&name),
+                };
+                (name, snapshot, active)
+            })
+            .collect()
     }
 }

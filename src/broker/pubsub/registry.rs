@@ -1,0 +1,243 @@
+//! Live subscriptions of one pattern (events, commands or queries): exact channels and
+//! NATS wildcards, with queue groups. Every ungrouped match gets a copy; each distinct
+//! group gets one copy, for one member picked from a random start (as NATS does).
+
+use super::super::metrics;
+use super::super::validate::has_wildcard;
+use super::subject;
+use futures::Stream;
+use parking_lot::RwLock;
+use rand::Rng;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tonic::Status;
+
+struct Entry<T> {
+    id: u64,
+    group: String,
+    tx: mpsc::Sender<T>,
+}
+
+struct Table<T> {
+    /// Subscriptions on concrete channels, found by one hash lookup per message.
+    exact: HashMap<String, Vec<Entry<T>>>,
+    /// Wildcard subscriptions with their pattern; scanned on every message.
+    wildcard: Vec<(String, Entry<T>)>,
+}
+
+struct Shared<T> {
+    /// Read-locked by every publish (routing is a few lookups and never blocks);
+    /// write-locked only to add or remove a subscription.
+    table: RwLock<Table<T>>,
+    next_id: AtomicU64,
+    pattern: &'static str,
+}
+
+/// The subscriptions of one pattern; cheap to clone.
+pub struct Registry<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Clone for Registry<T> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// How one publish went.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub delivered: usize,
+    pub dropped: usize,
+}
+
+impl<T: Clone + Send + 'static> Registry<T> {
+    /// An empty registry; `pattern` labels its metrics.
+    pub fn new(pattern: &'static str) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                table: RwLock::new(Table {
+                    exact: HashMap::new(),
+                    wildcard: Vec::new(),
+                }),
+                next_id: AtomicU64::new(1),
+                pattern,
+            }),
+        }
+    }
+
+    /// Adds a subscription; it lasts until the returned stream is dropped or `until` is
+    /// cancelled.
+    pub fn subscribe(
+        &self,
+        channel: &str,
+        group: &str,
+        buffer: usize,
+        until: CancellationToken,
+    ) -> SubStream<T, Registration<T>> {
+        let (tx, rx) = mpsc::channel(buffer.max(1));
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let entry = Entry {
+            id,
+            group: group.to_owned(),
+            tx,
+        };
+        {
+            let mut table = self.shared.table.write();
+            if has_wildcard(channel) {
+                table.wildcard.push((channel.to_owned(), entry));
+            } else {
+                table
+                    .exact
+                    .entry(channel.to_owned())
+                    .or_default()
+                    .push(entry);
+            }
+        }
+        metrics::subscribers(self.shared.pattern, 1.0);
+        let guard = Registration {
+            shared: self.shared.clone(),
+            id,
+            channel: channel.to_owned(),
+        };
+        SubStream::new(rx, guard, until)
+    }
+
+    /// Senders of the subscriptions that get a message published on `channel`.
+    pub fn route(&self, channel: &str) -> Vec<mpsc::Sender<T>> {
+        let table = self.shared.table.read();
+        let mut targets = Vec::new();
+        let mut grouped: Vec<&Entry<T>> = Vec::new();
+        let exact = table.exact.get(channel).into_iter().flatten();
+        let wild = table
+            .wildcard
+            .iter()
+            .filter(|(p, _)| subject::matches(p, channel))
+            .map(|(_, e)| e);
+        for entry in exact.chain(wild) {
+            if entry.group.is_empty() {
+                targets.push(entry.tx.clone());
+            } else {
+                grouped.push(entry);
+            }
+        }
+        pick_group_members(&mut grouped, &mut targets);
+        targets
+    }
+
+    /// Sends `msg` to `targets` without waiting; a full buffer drops the message for that
+    /// subscriber (counted in `dropped`).
+    pub fn deliver(&self, targets: Vec<mpsc::Sender<T>>, msg: T) -> Delivery {
+        let mut result = Delivery::default();
+        let n = targets.len();
+        let mut msg = Some(msg);
+        for (i, tx) in targets.into_iter().enumerate() {
+            let item = if i + 1 == n { msg.take() } else { msg.clone() };
+            let Some(item) = item else { break };
+            if tx.try_send(item).is_ok() {
+                result.delivered += 1;
+            } else {
+                result.dropped += 1;
+                metrics::dropped(self.shared.pattern);
+            }
+        }
+        result
+    }
+
+    /// Whether any live subscription matches `channel`.
+    pub fn has_match(&self, channel: &str) -> bool {
+        let table = self.shared.table.read();
+        table.exact.get(channel).is_some_and(|v| !v.is_empty())
+            || table
+                .wildcard
+                .iter()
+                .any(|(p, _)| subject::matches(p, channel))
+    }
+
+    /// Number of live subscriptions whose channel (pattern) is exactly `channel`.
+    pub fn count(&self, channel: &str) -> usize {
+        let table = self.shared.table.read();
+        table.exact.get(channel).map_or(0, Vec::len)
+            + table.wildcard.iter().filter(|(p, _)| p == channel).count()
+    }
+}
+
+/// Picks one member per distinct group: a random start, then the first member whose
+/// buffer has room (so a stalled member does not eat its group's share).
+fn pick_group_members<T>(grouped: &mut [&Entry<T>], targets: &mut Vec<mpsc::Sender<T>>) {
+    if grouped.is_empty() {
+        return;
+    }
+    grouped.sort_by(|a, b| a.group.cmp(&b.group));
+    let mut rng = rand::thread_rng();
+    for run in grouped.chunk_by(|a, b| a.group == b.group) {
+        let start = rng.gen_range(0..run.len());
+        let chosen = (0..run.len())
+            .map(|i| run[(start + i) % run.len()])
+            .find(|e| e.tx.capacity() > 0)
+            .unwrap_or(run[start]);
+        targets.push(chosen.tx.clone());
+    }
+}
+
+/// Removes its subscription from the registry when dropped.
+pub struct Registration<T> {
+    shared: Arc<Shared<T>>,
+    id: u64,
+    channel: String,
+}
+
+impl<T> Drop for Registration<T> {
+    fn drop(&mut self) {
+        {
+            let mut table = self.shared.table.write();
+            if has_wildcard(&self.channel) {
+                table.wildcard.retain(|(_, e)| e.id != self.id);
+            } else if let Some(list) = table.exact.get_mut(&self.channel) {
+                list.retain(|e| e.id != self.id);
+                if list.is_empty() {
+                    table.exact.remove(&self.channel);
+                }
+            }
+        }
+        metrics::subscribers(self.shared.pattern, -1.0);
+    }
+}
+
+/// A subscriber's outgoing gRPC stream: the buffered messages, until the client goes
+/// away (the stream is dropped, and with it `guard`) or `until` is cancelled.
+pub struct SubStream<T, G> {
+    rx: mpsc::Receiver<T>,
+    /// Undoes the subscription when the stream is dropped.
+    _guard: G,
+    until: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl<T, G> SubStream<T, G> {
+    pub fn new(rx: mpsc::Receiver<T>, guard: G, until: CancellationToken) -> Self {
+        Self {
+            rx,
+            _guard: guard,
+            until: Box::pin(until.cancelled_owned()),
+        }
+    }
+}
+
+impl<T, G: Unpin> Stream for SubStream<T, G> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.until.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        self.rx.poll_recv(cx).map(|m| m.map(Ok))
+    }
+}
