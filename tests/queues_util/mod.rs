@@ -243,3 +243,15 @@ pub async fn restart(dir: tempfile::TempDir) -> super::common::TestBroker {
         }
     }
 }
+
+/// Waits up to 3 s for `cond` (for effects of requests that get no response).
+pub async fn eventually(cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not reached"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
