@@ -14,13 +14,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 async fn wait_subs(b: &TestBroker, kind: Kind, channel: &str, n: usize) {
+    let mut count = 0;
     for _ in 0..500 {
-        if b.running.broker.pubsub.subscriber_count(kind, channel) >= n {
+        count = b.running.broker.pubsub.subscriber_count(kind, channel);
+        if count >= n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(false, "{n} subscriptions on {channel} never arrived");
+    assert!(count >= n, "{n} subscriptions on {channel} never arrived");
 }
 
 /// An SDK events subscriber collecting bodies.

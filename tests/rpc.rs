@@ -22,13 +22,15 @@ const QUERY: i32 = 2;
 /// Waits until `n` subscriptions on `channel` have reached the broker (SDK subscribes in
 /// a background task).
 async fn wait_subs(b: &TestBroker, kind: Kind, channel: &str, n: usize) {
+    let mut count = 0;
     for _ in 0..500 {
-        if b.running.broker.pubsub.subscriber_count(kind, channel) >= n {
+        count = b.running.broker.pubsub.subscriber_count(kind, channel);
+        if count >= n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(false, "{n} subscriptions on {channel} never arrived");
+    assert!(count >= n, "{n} subscriptions on {channel} never arrived");
 }
 
 fn raw_request(kind: i32, channel: &str, timeout: i32) -> RawRequest {
