@@ -470,3 +470,75 @@ async fn restart_restores_messages_and_continues_sequences() {
     assert_eq!(seqs(&late.messages), [6]);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn cancelled_receive_returns_its_messages() {
+    let broker = common::start_broker().await;
+    let mut raw = broker.raw().await;
+    send_n(&mut raw, "cxl", 2).await;
+    let mut req = tonic::Request::new(receive_req("cxl", 10, 3, false));
+    req.set_timeout(Duration::from_millis(300));
+    let err = raw.receive_queue_messages(req).await.unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+        ),
+        "{err:?}"
+    );
+    let queues = broker.running.broker.queues.clone();
+    eventually(|| queues.depth("cxl") == 2).await;
+    let r = receive(&mut raw, "cxl", 2, 1, false).await;
+    assert_eq!(
+        seqs(&r.messages),
+        [1, 2],
+        "divergence: nothing lost, same sequences"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_long_waits_promptly() {
+    let broker = common::start_broker().await;
+    let mut raw = broker.raw().await;
+    let waiter = tokio::spawn(async move { receive(&mut raw, "long", 5, 60, false).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    broker.stop().await;
+    let r = waiter.await.unwrap();
+    assert_eq!(r.messages_received, 0);
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn metrics_track_depth_and_flow() {
+    let broker = common::start_broker().await;
+    let mut raw = broker.raw().await;
+    send_n(&mut raw, "metrics.q", 3).await;
+    receive(&mut raw, "metrics.q", 1, 1, false).await;
+    let body = reqwest::get(format!("{}/metrics", broker.rest_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = |prefix: &str| {
+        body.lines()
+            .find(|l| l.starts_with(prefix) && l.contains("channel=\"metrics.q\""))
+            .map(|l| l.rsplit(' ').next().unwrap_or_default().to_owned())
+    };
+    assert_eq!(
+        line("llm_router_broker_queue_depth").as_deref(),
+        Some("2"),
+        "{body}"
+    );
+    assert_eq!(
+        line("llm_router_broker_messages_in_total").as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        line("llm_router_broker_messages_out_total").as_deref(),
+        Some("1")
+    );
+    broker.stop().await;
+}
