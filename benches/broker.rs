@@ -6,7 +6,12 @@
 //! serial round-trip latency; queue messages/s end to end (batch send of 100, poll up to
 //! 100, ack); broker CPU-seconds per 10,000 operations from /proc; broker RSS idle and
 //! after the queue run.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::panic
+)]
 
 use kubemq::{KubemqClient, PollRequest, Query, QueryReply, QueueMessage};
 use std::process::{Child, Command, Stdio};
@@ -28,7 +33,13 @@ impl Broker {
         let port = free_port();
         let rest = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_llm-router"))
-            .args(["broker", "--grpc-port", &port.to_string(), "--rest-port", &rest.to_string()])
+            .args([
+                "broker",
+                "--grpc-port",
+                &port.to_string(),
+                "--rest-port",
+                &rest.to_string(),
+            ])
             .arg("--data-dir")
             .arg(dir.path())
             .env("RUST_LOG", "warn")
@@ -37,7 +48,11 @@ impl Broker {
             .spawn()
             .expect("start broker binary");
         wait_for_port(port);
-        Self { child, port, _dir: dir }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -80,11 +95,18 @@ impl Drop for Broker {
 
 fn clock_ticks() -> f64 {
     let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(100.0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(100.0)
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for_port(port: u16) {
@@ -214,12 +236,23 @@ async fn bench_queue(broker: &Broker, total: usize) -> QueueFigures {
     let send = tokio::spawn(async move {
         for _ in 0..total / 100 {
             let batch = (0..100)
-                .map(|_| QueueMessage::builder().channel(&ch).body(BODY.to_vec()).build())
+                .map(|_| {
+                    QueueMessage::builder()
+                        .channel(&ch)
+                        .body(BODY.to_vec())
+                        .build()
+                })
                 .collect();
-            producer.send_queue_messages(batch).await.expect("send batch");
+            producer
+                .send_queue_messages(batch)
+                .await
+                .expect("send batch");
         }
     });
-    let mut receiver = consumer.new_queue_downstream_receiver().await.expect("downstream");
+    let mut receiver = consumer
+        .new_queue_downstream_receiver()
+        .await
+        .expect("downstream");
     let mut received = 0;
     while received < total {
         let poll = PollRequest {
@@ -258,11 +291,22 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
-    let queue_total: usize =
-        std::env::var("BENCH_QUEUE_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let queue_total: usize = std::env::var("BENCH_QUEUE_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut rows: Vec<(&str, Vec<f64>)> = [
         "query round trips/s (64 in flight, group of 2)",
         "query p50 ms",
@@ -287,10 +331,21 @@ fn main() {
             let queue = bench_queue(&broker, queue_total).await;
             let after = broker.rss_mb();
             let values = [
-                q.rate, q.p50_ms, q.p99_ms, q.cpu_per_10k, serial, queue.rate, queue.cpu_per_10k,
-                idle, after,
+                q.rate,
+                q.p50_ms,
+                q.p99_ms,
+                q.cpu_per_10k,
+                serial,
+                queue.rate,
+                queue.cpu_per_10k,
+                idle,
+                after,
             ];
-            println!("run {}: {:?}", run + 1, values.map(|v| (v * 100.0).round() / 100.0));
+            println!(
+                "run {}: {:?}",
+                run + 1,
+                values.map(|v| (v * 100.0).round() / 100.0)
+            );
             for (row, v) in rows.iter_mut().zip(values) {
                 row.1.push(v);
             }
@@ -299,6 +354,10 @@ fn main() {
     println!("\n| figure | median of {runs} | runs |\n|---|---|---|");
     for (name, values) in rows {
         let shown: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
-        println!("| {name} | {:.2} | {} |", median(values.clone()), shown.join(", "));
+        println!(
+            "| {name} | {:.2} | {} |",
+            median(values.clone()),
+            shown.join(", ")
+        );
     }
 }

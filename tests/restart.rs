@@ -26,7 +26,13 @@ fn free_port() -> u16 {
 fn spawn(dir: &std::path::Path) -> Proc {
     let (grpc, rest) = (free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_llm-router"))
-        .args(["broker", "--grpc-port", &grpc.to_string(), "--rest-port", &rest.to_string()])
+        .args([
+            "broker",
+            "--grpc-port",
+            &grpc.to_string(),
+            "--rest-port",
+            &rest.to_string(),
+        ])
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn")
@@ -67,7 +73,11 @@ async fn receive_all(client: &mut KubemqClient<Channel>, max: i32) -> Vec<QueueM
         wait_time_seconds: 1,
         ..Default::default()
     };
-    let resp = client.receive_queue_messages(req).await.expect("receive").into_inner();
+    let resp = client
+        .receive_queue_messages(req)
+        .await
+        .expect("receive")
+        .into_inner();
     assert!(!resp.is_error, "{}", resp.error);
     resp.messages
 }
@@ -80,7 +90,11 @@ async fn stored_events(client: &mut KubemqClient<Channel>, n: usize) -> Vec<(u64
         events_store_type_data: EventsStoreType::StartFromFirst as i32,
         ..Default::default()
     };
-    let mut stream = client.subscribe_to_events(sub).await.expect("subscribe").into_inner();
+    let mut stream = client
+        .subscribe_to_events(sub)
+        .await
+        .expect("subscribe")
+        .into_inner();
     let mut out = Vec::new();
     while out.len() < n {
         let ev = tokio::time::timeout(Duration::from_secs(5), stream.next())
@@ -102,7 +116,11 @@ async fn acknowledged_messages_survive_sigkill() {
         batch_id: "b".into(),
         messages: (0..500).map(queue_msg).collect(),
     };
-    let sent = client.send_queue_messages_batch(batch).await.expect("batch").into_inner();
+    let sent = client
+        .send_queue_messages_batch(batch)
+        .await
+        .expect("batch")
+        .into_inner();
     assert!(sent.results.iter().all(|r| !r.is_error));
     for i in 0..20 {
         let ev = Event {
@@ -112,7 +130,11 @@ async fn acknowledged_messages_survive_sigkill() {
             store: true,
             ..Default::default()
         };
-        let r = client.send_event(ev).await.expect("store event").into_inner();
+        let r = client
+            .send_event(ev)
+            .await
+            .expect("store event")
+            .into_inner();
         assert!(r.sent, "{}", r.error);
     }
     first.child.kill().expect("SIGKILL");
@@ -121,24 +143,44 @@ async fn acknowledged_messages_survive_sigkill() {
     let mut second = spawn(dir.path());
     let mut client = connect(second.grpc).await;
     let got = receive_all(&mut client, 1000).await;
-    let mut bodies: Vec<String> = got.iter().map(|m| String::from_utf8_lossy(&m.body).into()).collect();
+    let mut bodies: Vec<String> = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into())
+        .collect();
     bodies.sort();
     let mut want: Vec<String> = (0..500).map(|i| format!("m{i}")).collect();
     want.sort();
-    assert_eq!(bodies, want, "every acknowledged queue message is back after kill -9");
-    let seqs: Vec<u64> = got.iter().filter_map(|m| m.attributes.as_ref()).map(|a| a.sequence).collect();
+    assert_eq!(
+        bodies, want,
+        "every acknowledged queue message is back after kill -9"
+    );
+    let seqs: Vec<u64> = got
+        .iter()
+        .filter_map(|m| m.attributes.as_ref())
+        .map(|a| a.sequence)
+        .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "queue order kept");
 
     let events = stored_events(&mut client, 20).await;
-    let expected: Vec<(u64, Vec<u8>)> =
-        (0..20).map(|i| (i as u64 + 1, format!("e{i}").into_bytes())).collect();
-    assert_eq!(events, expected, "events store keeps messages and sequences");
+    let expected: Vec<(u64, Vec<u8>)> = (0..20)
+        .map(|i| (i as u64 + 1, format!("e{i}").into_bytes()))
+        .collect();
+    assert_eq!(
+        events, expected,
+        "events store keeps messages and sequences"
+    );
 
     // New sends continue the sequences instead of reusing them.
-    client.send_queue_message(queue_msg(999)).await.expect("send");
+    client
+        .send_queue_message(queue_msg(999))
+        .await
+        .expect("send");
     let next = receive_all(&mut client, 1).await;
     let seq = next[0].attributes.as_ref().map(|a| a.sequence).unwrap_or(0);
-    assert!(seq > 500, "queue sequence continues after restart, got {seq}");
+    assert!(
+        seq > 500,
+        "queue sequence continues after restart, got {seq}"
+    );
     second.child.kill().ok();
     second.child.wait().ok();
 }
@@ -149,7 +191,11 @@ async fn unacknowledged_deliveries_come_back_after_sigkill() {
     let mut first = spawn(dir.path());
     let mut client = connect(first.grpc).await;
     for i in 0..10 {
-        let r = client.send_queue_message(queue_msg(i)).await.expect("send").into_inner();
+        let r = client
+            .send_queue_message(queue_msg(i))
+            .await
+            .expect("send")
+            .into_inner();
         assert!(!r.is_error, "{}", r.error);
     }
     // A downstream transaction takes all ten and never settles them.
@@ -178,7 +224,11 @@ async fn unacknowledged_deliveries_come_back_after_sigkill() {
     let mut second = spawn(dir.path());
     let mut client = connect(second.grpc).await;
     let back = receive_all(&mut client, 10).await;
-    assert_eq!(back.len(), 10, "un-acked deliveries are redelivered after restart");
+    assert_eq!(
+        back.len(),
+        10,
+        "un-acked deliveries are redelivered after restart"
+    );
     second.child.kill().ok();
     second.child.wait().ok();
 }
