@@ -450,3 +450,46 @@ async fn oversized_messages_are_refused_clearly() -> TestResult {
     broker.stop().await;
     Ok(())
 }
+
+/// Calls the router directly, without a listener (a stopped broker has none).
+async fn call_router(
+    router: &mut axum::Router,
+    path: &str,
+) -> Result<(StatusCode, String), Box<dyn std::error::Error>> {
+    use tonic::codegen::Service;
+    let request = axum::http::Request::builder()
+        .uri(path)
+        .body(axum::body::Body::empty())?;
+    let response = router.call(request).await?;
+    let status = StatusCode::from_u16(response.status().as_u16())?;
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
+    Ok((status, String::from_utf8(body.to_vec())?))
+}
+
+#[tokio::test]
+async fn a_broker_shutting_down_answers_503() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let broker = llm_router::broker::Broker::open(common::config(dir.path()))?;
+    let service = llm_router::broker::grpc::Service::new(broker.clone());
+    let mut router = llm_router::broker::rest::router(service);
+    assert_eq!(call_router(&mut router, "/ping").await?.0, StatusCode::OK);
+    broker.shutdown.cancel();
+    let (status, body) = call_router(&mut router, "/ping").await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let envelope: Value = serde_json::from_str(&body)?;
+    assert_eq!(
+        envelope["message"],
+        json!("rest server is not ready to accept requests")
+    );
+    let (status, body) = call_router(&mut router, "/ready").await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body)?,
+        json!({"is_healthy": false, "is_ready": false})
+    );
+    assert_eq!(
+        call_router(&mut router, "/health").await?.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    Ok(())
+}

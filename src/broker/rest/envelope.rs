@@ -1,6 +1,7 @@
 //! The REST response envelope `{"is_error","message","data"}`, pretty-printed with tabs
 //! as the Go server does, and the one place where errors become HTTP statuses.
 
+use super::gojson;
 use super::json::{self, JsonError, Wire};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -74,19 +75,9 @@ impl Serialize for Envelope {
     }
 }
 
-/// `value` as Go's `json.Encoder` with a tab indent writes it: pretty, newline-terminated.
-pub fn to_tab_pretty<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::with_capacity(256);
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
-    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
-    value.serialize(&mut serializer)?;
-    out.push(b'\n');
-    Ok(out)
-}
-
 impl IntoResponse for Envelope {
     fn into_response(self) -> Response {
-        match to_tab_pretty(&self) {
+        match gojson::to_vec(&self) {
             Ok(body) => (
                 self.status,
                 [(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8))],
@@ -188,7 +179,7 @@ mod tests {
             error: String::new(),
         };
         let envelope = Envelope::ok(&data)?;
-        let text = String::from_utf8(to_tab_pretty(&envelope)?)?;
+        let text = String::from_utf8(gojson::to_vec(&envelope)?)?;
         let want = "{\n\t\"is_error\": false,\n\t\"message\": \"OK\",\n\t\"data\": {\n\t\t\"EventID\": \"e1\",\n\t\t\"Sent\": true\n\t}\n}\n";
         assert_eq!(text, want);
         Ok(())
@@ -197,7 +188,7 @@ mod tests {
     #[test]
     fn errors_carry_null_data() -> TestResult {
         let envelope = Envelope::error(StatusCode::BAD_REQUEST, "boom");
-        let text = String::from_utf8(to_tab_pretty(&envelope)?)?;
+        let text = String::from_utf8(gojson::to_vec(&envelope)?)?;
         assert_eq!(
             text,
             "{\n\t\"is_error\": true,\n\t\"message\": \"boom\",\n\t\"data\": null\n}\n"

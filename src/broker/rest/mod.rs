@@ -2,10 +2,12 @@
 //!
 //! # Layout
 //! - [`json`]: proto ↔ JSON the way the Go server binds and prints it.
+//! - [`gojson`]: Go's JSON text style (tab indent, HTML-safe escapes).
 //! - [`envelope`]: the `{"is_error","message","data"}` envelope and error → status mapping.
 //! - [`handlers`]: one handler per endpoint, calling the gRPC service in-process.
 
 mod envelope;
+mod gojson;
 mod handlers;
 pub mod json;
 
