@@ -58,22 +58,25 @@ start_broker() {
   "$BIN" broker --grpc-port "$GRPC_PORT" --rest-port "$REST_PORT" \
     --data-dir "$RUN_DIR/data" >"$RUN_DIR/broker.log" 2>&1 &
   BROKER_PID=$!
-  export KUBEMQ_ADDRESS="127.0.0.1:$GRPC_PORT"
-  "$PYTHON" - "$REST_PORT" <<'PY' || { cat "$RUN_DIR/broker.log" >&2; die "broker not ready"; }
-import sys, time, urllib.request
-url = f"http://127.0.0.1:{sys.argv[1]}/ready"
-deadline = time.monotonic() + 30
-while time.monotonic() < deadline:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            if r.status == 200:
-                sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.1)
-sys.exit(1)
-PY
-  echo "broker ready: gRPC $KUBEMQ_ADDRESS, REST 127.0.0.1:$REST_PORT"
+  export KUBEMQ_ADDRESS="127.0.0.1:$GRPC_PORT" KUBEMQ_REST="127.0.0.1:$REST_PORT"
+  local probe="import sys, urllib.request
+try:
+    sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:$REST_PORT/ready', timeout=1).status == 200 else 1)
+except OSError:
+    sys.exit(1)"
+  for _ in $(seq 150); do
+    if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+      cat "$RUN_DIR/broker.log" >&2
+      die "broker exited before it was ready"
+    fi
+    if "$PYTHON" -c "$probe"; then
+      echo "broker ready: gRPC $KUBEMQ_ADDRESS, REST $KUBEMQ_REST"
+      return 0
+    fi
+    sleep 0.2
+  done
+  cat "$RUN_DIR/broker.log" >&2
+  die "broker not ready after 30 s"
 }
 
 PASSED=0
@@ -110,6 +113,7 @@ RESPONDER_PID=$!
 run_checks "$INTEROP_DIR/kubemq3/bin/python" v3_sender.py
 kill "$RESPONDER_PID" 2>/dev/null && wait "$RESPONDER_PID" 2>/dev/null
 RESPONDER_PID=""
+run_checks "$INTEROP_DIR/kubemq3/bin/python" v3_pubsub_queues.py
 run_checks "$INTEROP_DIR/kubemq4/bin/python" v4_checks.py
 
 if ! kill -0 "$BROKER_PID" 2>/dev/null; then

@@ -1,8 +1,11 @@
 """kubemq 3.x sender, shaped like the article's client.py, against v3_responder.py."""
 
+import base64
 import json
+import os
 import threading
 import time
+import urllib.request
 
 from kubemq.cq import Client, QueryMessage
 
@@ -56,6 +59,23 @@ def concurrent_queries_each_get_their_own_answer():
     for t in threads:
         t.join(30)
     expect(answers == {i: f"echo: prompt {i}" for i in range(10)}, f"answers {answers}")
+
+
+@check
+def rest_query_with_body_string_reaches_the_python_responder():
+    request = urllib.request.Request(
+        f"http://{os.environ['KUBEMQ_REST']}/send/request",
+        data=json.dumps(
+            {"RequestTypeData": 2, "ClientID": "rest-client", "Channel": "openai_requests",
+             "BodyString": "over REST", "Timeout": 5000}
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        envelope = json.loads(reply.read())
+    expect(envelope["is_error"] is False, f"envelope {envelope}")
+    body = base64.b64decode(envelope["data"]["Body"])
+    expect(json.loads(body)["response"] == "echo: over REST", f"body {body!r}")
 
 
 @check
