@@ -4,6 +4,7 @@
 
 use super::message;
 use super::persist::{self, DELAY_LOG};
+use super::queue::body_len;
 use super::Queues;
 use crate::broker::ids;
 use crate::broker::store::{Op, StoreError};
@@ -115,6 +116,7 @@ impl Queues {
         };
         pending.await?;
         self.count_delayed(&msgs, 1);
+        self.count_sent(&msgs);
         self.delays.insert(keys, msgs);
         Ok(())
     }
@@ -132,7 +134,24 @@ impl Queues {
             keys
         };
         self.count_delayed(&msgs, 1);
+        self.count_sent(&msgs);
         self.delays.insert(keys, msgs);
+    }
+
+    /// Counts delayed messages as accepted by their queues.
+    fn count_sent(&self, msgs: &[QueueMessage]) {
+        let now = ids::now_ns();
+        let mut per: HashMap<&str, (usize, i64)> = HashMap::new();
+        for m in msgs {
+            let entry = per.entry(m.channel.as_str()).or_default();
+            entry.0 += 1;
+            entry.1 += body_len(m);
+        }
+        for (channel, (n, bytes)) in per {
+            let q = self.queue(channel);
+            let mut st = q.lock();
+            q.count_in(&mut st, n, bytes, now);
+        }
     }
 
     /// Moves the per-queue delayed counters by `sign` per message.

@@ -127,7 +127,7 @@ impl Queues {
         }
     }
 
-    fn count_in(&self, target: &Queue, msgs: &[QueueMessage], now: i64) {
+    pub(crate) fn count_in(&self, target: &Queue, msgs: &[QueueMessage], now: i64) {
         let bytes = msgs.iter().map(body_len).sum();
         let mut st = target.lock();
         target.count_in(&mut st, msgs.len(), bytes, now);
