@@ -493,3 +493,54 @@ async fn a_broker_shutting_down_answers_503() -> TestResult {
     );
     Ok(())
 }
+
+/// A gRPC command responder that executes everything and (wrongly) attaches a body.
+async fn grpc_command_responder(
+    broker: &common::TestBroker,
+    channel: &str,
+) -> Result<tokio::task::JoinHandle<()>, Box<dyn std::error::Error>> {
+    let mut raw = broker.raw().await;
+    let sub = Subscribe {
+        subscribe_type_data: SubscribeType::Commands as i32,
+        client_id: "commander".to_owned(),
+        channel: channel.to_owned(),
+        ..Default::default()
+    };
+    let mut requests = raw.subscribe_to_requests(sub).await?.into_inner();
+    Ok(tokio::spawn(async move {
+        while let Some(Ok(request)) = requests.next().await {
+            let response = llm_router::kubemq::Response {
+                client_id: "commander".to_owned(),
+                request_id: request.request_id,
+                reply_channel: request.reply_channel,
+                executed: true,
+                body: b"dropped for commands".to_vec(),
+                ..Default::default()
+            };
+            assert!(raw.send_response(response).await.is_ok());
+        }
+    }))
+}
+
+#[tokio::test]
+async fn events_store_and_commands_over_rest() -> TestResult {
+    let broker = common::start_broker().await;
+    let base = broker.rest_url();
+    let body = json!({"EventID": "e-1", "ClientID": "c", "Channel": "rest.store",
+        "BodyString": "kept", "Store": true});
+    let stored = post(&base, "/send/event", body).await?;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.text);
+    assert_eq!(stored.data(), &json!({"EventID": "e-1", "Sent": true}));
+    let responder = grpc_command_responder(&broker, "rest.commands").await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let body = json!({"RequestTypeData": 1, "ClientID": "c", "Channel": "rest.commands",
+        "Metadata": "do it", "Timeout": 5000, "RequestID": "r-1"});
+    let answer = post(&base, "/send/request", body).await?;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.data()["Executed"], json!(true));
+    assert_eq!(answer.data()["RequestID"], json!("r-1"));
+    assert!(answer.data().get("Body").is_none(), "{}", answer.text);
+    responder.abort();
+    broker.stop().await;
+    Ok(())
+}

@@ -265,6 +265,17 @@ mod tests {
     }
 
     #[test]
+    fn null_values_bind_nothing() -> TestResult {
+        let body = br#"{"ClientID":null,"Timeout":null,"Tags":null,"Body":null,"BodyString":null}"#;
+        assert_eq!(decode::<Request>(body)?, Request::default());
+        let body = br#"{"Messages":[{"Policy":null,"channel":"q"}],"BatchID":null}"#;
+        let batch: QueueMessagesBatchRequest = decode(body)?;
+        assert_eq!(batch.messages[0].channel, "q");
+        assert_eq!(batch.messages[0].policy, None);
+        Ok(())
+    }
+
+    #[test]
     fn malformed_bodies_are_bind_errors() {
         for body in [
             &b"{"[..],
