@@ -297,3 +297,69 @@ async fn nack_counts_and_dead_letters_after_max_receive_count() {
     assert!(gone.messages.is_empty(), "no DLQ: discarded");
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn competing_consumers_get_each_message_once() {
+    let broker = common::start_broker().await;
+    let total = 2000;
+    let mut producers = Vec::new();
+    for p in 0..2 {
+        let mut raw = broker.raw().await;
+        producers.push(tokio::spawn(async move {
+            for b in 0..total / 2 / 50 {
+                let messages = (0..50)
+                    .map(|i| msg("race", &format!("{p}-{b}-{i}")))
+                    .collect();
+                raw.send_queue_messages_batch(llm_router::kubemq::QueueMessagesBatchRequest {
+                    batch_id: String::new(),
+                    messages,
+                })
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let mut consumers = Vec::new();
+    for c in 0..4 {
+        let mut raw = broker.raw().await;
+        let seen = seen.clone();
+        consumers.push(tokio::spawn(async move {
+            let mut down = Down::open(&mut raw).await;
+            while len(&seen) < total {
+                let got = down.get("race", 7, 1000, false).await;
+                // Every other batch is nacked once, to mix redeliveries in.
+                let redo = c % 2 == 0 && got.messages.iter().all(|m| attrs(m).receive_count == 1);
+                if redo && !got.messages.is_empty() {
+                    down.settle(T::NAckAll, &got.transaction_id, vec![], "")
+                        .await;
+                    continue;
+                }
+                extend(&seen, bodies(&got.messages));
+                down.settle(T::AckAll, &got.transaction_id, vec![], "")
+                    .await;
+            }
+        }));
+    }
+    for p in producers {
+        p.await.unwrap();
+    }
+    for c in consumers {
+        c.await.unwrap();
+    }
+    let mut all = seen.lock().clone();
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((n, all.len()), (total, total), "each message exactly once");
+    assert_eq!(broker.running.broker.queues.depth("race"), 0);
+    broker.stop().await;
+}
+
+fn len(seen: &parking_lot::Mutex<Vec<String>>) -> usize {
+    seen.lock().len()
+}
+
+fn extend(seen: &parking_lot::Mutex<Vec<String>>, items: Vec<String>) {
+    seen.lock().extend(items);
+}

@@ -108,7 +108,7 @@ impl Down {
         Self { tx, rx }
     }
 
-    pub async fn send(&self, req: QueuesDownstreamRequest) {
+    pub async fn send(&mut self, req: QueuesDownstreamRequest) {
         self.tx.send(req).await.unwrap();
     }
 
@@ -134,7 +134,7 @@ impl Down {
     }
 
     pub async fn settle(
-        &self,
+        &mut self,
         kind: QueuesDownstreamRequestType,
         txn: &str,
         seqs: Vec<i64>,
