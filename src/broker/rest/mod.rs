@@ -10,6 +10,8 @@ mod envelope;
 mod gojson;
 mod handlers;
 pub mod json;
+#[cfg(test)]
+mod props;
 
 use super::grpc::Service;
 use axum::extract::{DefaultBodyLimit, Request, State};
