@@ -6,6 +6,19 @@
 //! - [`events`]: plain events. [`events_store`]: durable per-channel logs.
 //! - [`requests`]: commands and queries. [`channels`]: channel management.
 //! - [`stats`]: per-channel counters for `list-channels`.
+//!
+//! # Deliberate divergences from KubeMQ v2.4.0
+//! - A subscriber whose buffer (`subscriber_buffer`) is full misses plain events and
+//!   requests at once (counted as dropped) instead of after a 2 s write deadline.
+//! - One ClientID may hold concurrent events-store subscriptions (the real server answers
+//!   "stan: clientID already registered"); durable resume stays keyed by
+//!   (ClientID, channel, group).
+//! - In a command/query group the member with the fewest unanswered requests is chosen
+//!   (random among ties, so idle groups behave like NATS's random pick).
+//! - Events-store members are never dropped for slowness: the pump waits for room
+//!   (back-pressure per consumer), and `Sent:true` is returned only once the event is
+//!   durable, where the real server acknowledges before persisting.
+//! - `kubemq.cluster.internal.requests` (channel management) is answered in-process.
 
 pub mod channels;
 pub mod events;
@@ -29,6 +42,15 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
+
+/// A stored event whose write failed: 409 while shutting down, else the storage error.
+fn store_failure(e: StoreError) -> Status {
+    tracing::error!("events store write failed: {e}");
+    match e {
+        StoreError::Closed => KubeMqError::ShuttingDown.status(),
+        other => Status::internal(other.to_string()),
+    }
+}
 
 /// How many stored events of one SendEventsStream may await their commit at once.
 const STREAM_IN_FLIGHT: usize = 256;
@@ -84,7 +106,7 @@ impl PubSub {
     }
 
     pub async fn send_event(&self, event: Event) -> Result<EventResult, Status> {
-        Ok(self.publish(event)?.await?)
+        self.publish(event)?.await
     }
 
     /// Validates and publishes synchronously (so a stream keeps its order); the future
@@ -92,7 +114,7 @@ impl PubSub {
     fn publish(
         &self,
         mut event: Event,
-    ) -> Result<impl Future<Output = Result<EventResult, KubeMqError>>, KubeMqError> {
+    ) -> Result<impl Future<Output = Result<EventResult, Status>>, KubeMqError> {
         events::validate_event(&event)?;
         if event.event_id.is_empty() {
             event.event_id = super::ids::nuid();
@@ -106,10 +128,7 @@ impl PubSub {
         };
         Ok(async move {
             if let Some(durable) = stored {
-                durable.await.map_err(|e| {
-                    tracing::error!("events store write failed: {e}");
-                    KubeMqError::ShuttingDown
-                })?;
+                durable.await.map_err(store_failure)?;
             }
             Ok(EventResult {
                 event_id,
@@ -145,15 +164,21 @@ impl PubSub {
             }
         };
         let (event_id, store) = (event.event_id.clone(), event.store);
-        let failed = move |e: KubeMqError| EventResult {
+        let failed = move |error: String| EventResult {
             event_id,
             sent: false,
-            error: e.to_string(),
+            error,
         };
         match self.publish(event) {
-            Ok(done) if store => async move { Some(Ok(done.await.unwrap_or_else(failed))) }.boxed(),
+            Ok(done) if store => async move {
+                let result = done
+                    .await
+                    .unwrap_or_else(|s| failed(s.message().to_owned()));
+                Some(Ok(result))
+            }
+            .boxed(),
             Ok(_) => futures::future::ready(None).boxed(),
-            Err(e) => futures::future::ready(Some(Ok(failed(e)))).boxed(),
+            Err(e) => futures::future::ready(Some(Ok(failed(e.to_string())))).boxed(),
         }
     }
 

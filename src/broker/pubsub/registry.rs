@@ -1,6 +1,7 @@
 //! Live subscriptions of one pattern (events, commands or queries): exact channels and
 //! NATS wildcards, with queue groups. Every ungrouped match gets a copy; each distinct
-//! group gets one copy, for one member picked from a random start (as NATS does).
+//! group gets one copy, for one member: scanning from a random start (as NATS does), the
+//! first with the fewest unanswered requests and room in its buffer.
 
 use super::super::metrics;
 use super::super::validate::has_wildcard;
@@ -11,7 +12,7 @@ use rand::Rng;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
@@ -22,6 +23,15 @@ struct Entry<T> {
     id: u64,
     group: String,
     tx: mpsc::Sender<T>,
+    /// Requests handed to this subscriber and not yet answered or expired; kept by the
+    /// requests path (always 0 for events) so a group favours its least busy member.
+    unanswered: Arc<AtomicUsize>,
+}
+
+/// Where one copy of a message goes.
+pub struct Target<T> {
+    tx: mpsc::Sender<T>,
+    pub unanswered: Arc<AtomicUsize>,
 }
 
 struct Table<T> {
@@ -89,6 +99,7 @@ impl<T: Clone + Send + 'static> Registry<T> {
             id,
             group: group.to_owned(),
             tx,
+            unanswered: Arc::default(),
         };
         {
             let mut table = self.shared.table.write();
@@ -111,8 +122,8 @@ impl<T: Clone + Send + 'static> Registry<T> {
         SubStream::new(rx, guard, until)
     }
 
-    /// Senders of the subscriptions that get a message published on `channel`.
-    pub fn route(&self, channel: &str) -> Vec<mpsc::Sender<T>> {
+    /// The subscriptions that get a message published on `channel`.
+    pub fn route(&self, channel: &str) -> Vec<Target<T>> {
         let table = self.shared.table.read();
         let mut targets = Vec::new();
         let mut grouped: Vec<&Entry<T>> = Vec::new();
@@ -124,7 +135,7 @@ impl<T: Clone + Send + 'static> Registry<T> {
             .map(|(_, e)| e);
         for entry in exact.chain(wild) {
             if entry.group.is_empty() {
-                targets.push(entry.tx.clone());
+                targets.push(entry.target());
             } else {
                 grouped.push(entry);
             }
@@ -135,14 +146,14 @@ impl<T: Clone + Send + 'static> Registry<T> {
 
     /// Sends `msg` to `targets` without waiting; a full buffer drops the message for that
     /// subscriber (counted in `dropped`).
-    pub fn deliver(&self, targets: Vec<mpsc::Sender<T>>, msg: T) -> Delivery {
+    pub fn deliver(&self, targets: Vec<Target<T>>, msg: T) -> Delivery {
         let mut result = Delivery::default();
         let n = targets.len();
         let mut msg = Some(msg);
-        for (i, tx) in targets.into_iter().enumerate() {
+        for (i, target) in targets.into_iter().enumerate() {
             let item = if i + 1 == n { msg.take() } else { msg.clone() };
             let Some(item) = item else { break };
-            if tx.try_send(item).is_ok() {
+            if target.tx.try_send(item).is_ok() {
                 result.delivered += 1;
             } else {
                 result.dropped += 1;
@@ -170,9 +181,26 @@ impl<T: Clone + Send + 'static> Registry<T> {
     }
 }
 
-/// Picks one member per distinct group: a random start, then the first member whose
-/// buffer has room (so a stalled member does not eat its group's share).
-fn pick_group_members<T>(grouped: &mut [&Entry<T>], targets: &mut Vec<mpsc::Sender<T>>) {
+impl<T> Entry<T> {
+    fn target(&self) -> Target<T> {
+        Target {
+            tx: self.tx.clone(),
+            unanswered: self.unanswered.clone(),
+        }
+    }
+
+    /// Lower is better: members with buffer room first, then the least busy.
+    fn load(&self) -> (bool, usize) {
+        (
+            self.tx.capacity() == 0,
+            self.unanswered.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Picks one member per distinct group: scanning from a random start, the first with the
+/// lowest [`Entry::load`] (so ties, and all of events' choices, stay random as in NATS).
+fn pick_group_members<T>(grouped: &mut [&Entry<T>], targets: &mut Vec<Target<T>>) {
     if grouped.is_empty() {
         return;
     }
@@ -182,9 +210,9 @@ fn pick_group_members<T>(grouped: &mut [&Entry<T>], targets: &mut Vec<mpsc::Send
         let start = rng.gen_range(0..run.len());
         let chosen = (0..run.len())
             .map(|i| run[(start + i) % run.len()])
-            .find(|e| e.tx.capacity() > 0)
+            .min_by_key(|e| e.load())
             .unwrap_or(run[start]);
-        targets.push(chosen.tx.clone());
+        targets.push(chosen.target());
     }
 }
 

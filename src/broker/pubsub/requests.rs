@@ -12,6 +12,7 @@ use crate::kubemq::subscribe::SubscribeType;
 use crate::kubemq::{Request, Response, Subscribe};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -55,15 +56,21 @@ impl Pending {
     }
 }
 
-/// Removes a waiter whose caller stopped waiting (timeout, cancel, shutdown).
+/// Ends a request's wait (response, timeout, cancel, shutdown): removes the waiter and
+/// releases the responders it kept busy.
 struct PendingGuard<'a> {
     pending: &'a Pending,
     reply: String,
+    /// Unanswered-request counters of the subscribers the request went to.
+    busy: Vec<Arc<AtomicUsize>>,
 }
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         self.pending.take(&self.reply);
+        for counter in &self.busy {
+            counter.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -135,12 +142,13 @@ impl PubSub {
                 counters: counters.clone(),
             },
         );
-        let _guard = PendingGuard {
+        let mut guard = PendingGuard {
             pending: &self.pending,
             reply,
+            busy: Vec::new(),
         };
         let timeout = Duration::from_millis(u64::try_from(req.timeout).unwrap_or(0));
-        self.dispatch(kind, req, &counters, size);
+        guard.busy = self.dispatch(kind, req, &counters, size);
         tokio::select! {
             res = tokio::time::timeout(timeout, rx) => match res {
                 Ok(Ok(response)) => Ok(shape(kind, response)),
@@ -150,16 +158,29 @@ impl PubSub {
         }
     }
 
-    fn dispatch(&self, kind: Kind, req: Request, counters: &Counters, size: usize) {
+    /// Delivers to the responders; returns their unanswered counters, raised by one
+    /// until the request ends.
+    fn dispatch(
+        &self,
+        kind: Kind,
+        req: Request,
+        counters: &Counters,
+        size: usize,
+    ) -> Vec<Arc<AtomicUsize>> {
         let registry = self.request_registry(kind);
         let targets = registry.route(&req.channel);
         if targets.is_empty() {
-            return;
+            return Vec::new();
+        }
+        let busy: Vec<_> = targets.iter().map(|t| t.unanswered.clone()).collect();
+        for counter in &busy {
+            counter.fetch_add(1, Ordering::Relaxed);
         }
         let channel = req.channel.clone();
         let delivery = registry.deliver(targets, req);
         counters.outgoing(delivery.delivered, size);
         metrics::message_out(kind.name(), &channel, delivery.delivered as u64);
+        busy
     }
 
     /// SendResponse: checks 101, the reply channel (102/119/108/107) and 117, then hands
