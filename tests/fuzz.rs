@@ -556,11 +556,23 @@ async fn raw_http(channel: Channel, method: String, body: Vec<u8>) -> Result<(),
         .call(request)
         .await
         .map_err(|e| Status::unknown(e.to_string()))?;
+    if response.status() != http::StatusCode::OK {
+        return Err(Status::unknown(format!("HTTP {}", response.status())));
+    }
+    let trailers_only = Status::from_header_map(response.headers());
     let body = axum::body::Body::new(response.into_body());
-    axum::body::to_bytes(body, 1 << 20)
-        .await
-        .map(drop)
-        .map_err(|e| Status::unknown(e.to_string()))
+    // An open stream (the garbage happened to be a valid subscription) is fine too.
+    let read = tokio::time::timeout(
+        Duration::from_millis(500),
+        axum::body::to_bytes(body, 1 << 20),
+    );
+    if let Ok(Err(e)) = read.await {
+        return Err(Status::unknown(e.to_string()));
+    }
+    match trailers_only {
+        Some(status) if status.code() != Code::Ok => Err(status),
+        _ => Ok(()),
+    }
 }
 
 /// One random typed call to `method` through the generated client.
@@ -844,6 +856,28 @@ async fn receive_all(
     Ok(response.messages.into_iter().map(|m| m.body).collect())
 }
 
+/// Pings on its own connection until `stop`; counts answers and failures, so the broker
+/// is seen to keep serving during the barrage, not only after it.
+fn canary(
+    addr: std::net::SocketAddr,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<(usize, usize)> {
+    tokio::spawn(async move {
+        let Ok(mut client) = KubemqClient::connect(format!("http://{addr}")).await else {
+            return (0, 1);
+        };
+        let (mut answered, mut failed) = (0, 0);
+        while !stop.is_cancelled() {
+            match tokio::time::timeout(CALL_BOUND, client.ping(Empty {})).await {
+                Ok(Ok(_)) => answered += 1,
+                _ => failed += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (answered, failed)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn random_and_malformed_requests_lose_nothing() -> TestResult {
     let started = Instant::now();
@@ -858,6 +892,8 @@ async fn random_and_malformed_requests_lose_nothing() -> TestResult {
     let mut client = KubemqClient::new(channel.clone());
     let kept_queue = format!("fuzz.kept.{}", uuid::Uuid::new_v4().simple());
     let kept = send_kept(&mut client, &kept_queue).await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let pings = canary(broker.running.grpc_addr, stop.clone());
 
     let raw = phase_raw_grpc(&mut fuzz, &channel).await;
     eprintln!("fuzz: raw protobuf {raw:?} after {:?}", started.elapsed());
@@ -875,6 +911,13 @@ async fn random_and_malformed_requests_lose_nothing() -> TestResult {
         started.elapsed()
     );
 
+    stop.cancel();
+    let (answered_pings, failed_pings) = pings.await?;
+    eprintln!("fuzz: canary pings answered {answered_pings}, failed {failed_pings}");
+    assert!(
+        answered_pings > 0 && failed_pings == 0,
+        "the broker stopped answering"
+    );
     assert!(typed.ok > 0, "no typed call got past validation: {typed:?}");
     assert!(answered > 0, "REST never answered");
     let pong = client.ping(Empty {}).await?.into_inner();
