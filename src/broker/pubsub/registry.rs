@@ -263,9 +263,14 @@ impl<T, G: Unpin> Stream for SubStream<T, G> {
     type Item = Result<T, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.until.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(None);
+        // Buffered messages first: the cancellation future (a lock on the shared token)
+        // is only polled when the stream would otherwise wait.
+        if let Poll::Ready(msg) = self.rx.poll_recv(cx) {
+            return Poll::Ready(msg.map(Ok));
         }
-        self.rx.poll_recv(cx).map(|m| m.map(Ok))
+        match self.until.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
