@@ -104,6 +104,9 @@ pub enum RestError {
     /// The body or the decoded message is over the broker's limit.
     #[error("message size {size} exceeds the broker limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
+    /// The body is over the read limit, before it is even decoded.
+    #[error("request body exceeds {body_limit} bytes; messages are limited to {limit} bytes")]
+    BodyTooLarge { body_limit: usize, limit: usize },
     /// The body could not be read.
     #[error("cannot read request body: {0}")]
     Body(String),
@@ -120,7 +123,7 @@ impl RestError {
                 StatusCode::BAD_REQUEST
             }
             Self::Json(JsonError::Descriptor(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooLarge { .. } | Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Grpc(status) => grpc_http_status(status.code()),
         }
     }

@@ -60,8 +60,8 @@ fn require_json(headers: &HeaderMap) -> Result<(), RestError> {
 
 fn body_error(e: BytesRejection, state: &Service) -> RestError {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        RestError::TooLarge {
-            size: super::body_limit(state),
+        RestError::BodyTooLarge {
+            body_limit: super::body_limit(state),
             limit: state.broker().config.max_message_bytes,
         }
     } else {
