@@ -623,3 +623,20 @@ async fn responder_leaving_ends_its_subscription() {
     );
     b.stop().await;
 }
+
+#[tokio::test]
+async fn waiting_requests_end_at_shutdown_instead_of_their_timeout() {
+    let b = common::start_broker().await;
+    let mut caller = b.raw().await;
+    let started = Instant::now();
+    let call = tokio::spawn(async move {
+        caller
+            .send_request(raw_request(QUERY, "rpc.shutdown", 20_000))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.stop().await;
+    let status = call.await.expect("join").expect_err("ends with an error");
+    assert!(started.elapsed() < Duration::from_secs(5), "{status:?}");
+    assert_eq!(status.message(), "Error 409: server is in shutdown mode");
+}

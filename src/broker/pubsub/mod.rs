@@ -61,7 +61,8 @@ pub struct PubSub {
     commands: Registry<Request>,
     queries: Registry<Request>,
     store: Arc<EventsStore>,
-    pending: requests::Pending,
+    /// Shared with the task that empties it at shutdown.
+    pending: Arc<requests::Pending>,
     book: Arc<Book>,
     /// Capacity of each subscriber's buffer.
     buffer: usize,
@@ -85,6 +86,7 @@ impl PubSub {
             shutdown.clone(),
         )?);
         es.apply_retention(config.retention);
+        let pending = Arc::new(requests::Pending::default());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let weak = Arc::downgrade(&es);
             rt.spawn(events_store::retention_loop(
@@ -92,13 +94,18 @@ impl PubSub {
                 config.retention,
                 shutdown.clone(),
             ));
+            let (pending, stop) = (pending.clone(), shutdown.clone());
+            rt.spawn(async move {
+                stop.cancelled().await;
+                pending.close();
+            });
         }
         Ok(Arc::new(Self {
             events: Registry::new(Kind::Events.name()),
             commands: Registry::new(Kind::Commands.name()),
             queries: Registry::new(Kind::Queries.name()),
             store: es,
-            pending: requests::Pending::default(),
+            pending,
             book,
             buffer,
             shutdown,

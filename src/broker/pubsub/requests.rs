@@ -12,7 +12,7 @@ use crate::kubemq::subscribe::SubscribeType;
 use crate::kubemq::{Request, Response, Subscribe};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -29,12 +29,16 @@ const SHARDS: usize = 16;
 /// requests and responses rarely meet on one lock.
 pub struct Pending {
     shards: [Mutex<HashMap<String, Waiter>>; SHARDS],
+    /// Set at shutdown, before every shard is emptied; checked under the shard lock by
+    /// [`Pending::insert`], so no waiter can slip in after the emptying.
+    closed: AtomicBool,
 }
 
 impl Default for Pending {
     fn default() -> Self {
         Self {
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            closed: AtomicBool::new(false),
         }
     }
 }
@@ -47,8 +51,22 @@ impl Pending {
         &self.shards[(hash % SHARDS as u64) as usize]
     }
 
-    fn insert(&self, reply: String, waiter: Waiter) {
-        self.shard(&reply).lock().insert(reply, waiter);
+    /// Registers a waiter; false once the broker is shutting down.
+    fn insert(&self, reply: String, waiter: Waiter) -> bool {
+        let mut shard = self.shard(&reply).lock();
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        shard.insert(reply, waiter);
+        true
+    }
+
+    /// Ends every wait at shutdown: callers get 409 instead of waiting out their timeout.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for shard in &self.shards {
+            shard.lock().clear();
+        }
     }
 
     fn take(&self, reply: &str) -> Option<Waiter> {
@@ -135,13 +153,13 @@ impl PubSub {
         counters.incoming(size);
         metrics::message_in(kind.name(), &req.channel, 1);
         let (tx, rx) = oneshot::channel();
-        self.pending.insert(
-            reply.clone(),
-            Waiter {
-                tx,
-                counters: counters.clone(),
-            },
-        );
+        let waiter = Waiter {
+            tx,
+            counters: counters.clone(),
+        };
+        if !self.pending.insert(reply.clone(), waiter) {
+            return Err(KubeMqError::ShuttingDown);
+        }
         let mut guard = PendingGuard {
             pending: &self.pending,
             reply,
@@ -149,12 +167,11 @@ impl PubSub {
         };
         let timeout = Duration::from_millis(u64::try_from(req.timeout).unwrap_or(0));
         guard.busy = self.dispatch(kind, req, &counters, size);
-        tokio::select! {
-            res = tokio::time::timeout(timeout, rx) => match res {
-                Ok(Ok(response)) => Ok(shape(kind, response)),
-                _ => Err(KubeMqError::RequestTimeout),
-            },
-            () = self.shutdown.cancelled() => Err(KubeMqError::ShuttingDown),
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(response)) => Ok(shape(kind, response)),
+            // The waiter was dropped: only [`Pending::close`] does that.
+            Ok(Err(_)) => Err(KubeMqError::ShuttingDown),
+            Err(_) => Err(KubeMqError::RequestTimeout),
         }
     }
 
