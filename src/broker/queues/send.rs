@@ -15,7 +15,9 @@ use std::collections::HashMap;
 /// Valid messages of one batch, grouped by destination, with their positions.
 #[derive(Default)]
 struct Plan {
-    by_channel: HashMap<String, Vec<(usize, QueueMessage)>>,
+    groups: Vec<(String, Vec<(usize, QueueMessage)>)>,
+    /// Group index by channel; consulted only when the channel changes between messages.
+    index: HashMap<String, usize>,
     delayed: Vec<(usize, QueueMessage)>,
 }
 
@@ -49,8 +51,8 @@ impl Queues {
     /// Commits every group; returns the positions whose commit failed.
     async fn execute(&self, plan: Plan) -> Vec<usize> {
         let mut failed = Vec::new();
-        let mut pending = Vec::with_capacity(plan.by_channel.len());
-        for (channel, items) in plan.by_channel {
+        let mut pending = Vec::with_capacity(plan.groups.len());
+        for (channel, items) in plan.groups {
             let queue = self.queue(&channel);
             let (positions, msgs): (Vec<usize>, Vec<QueueMessage>) = items.into_iter().unzip();
             pending.push(async move {
@@ -110,11 +112,21 @@ impl Plan {
         let delayed = msg.attributes.as_ref().is_some_and(|a| a.delayed_to > 0);
         if delayed {
             self.delayed.push((i, msg));
-        } else {
-            self.by_channel
-                .entry(msg.channel.clone())
-                .or_default()
-                .push((i, msg));
+            return;
+        }
+        if let Some((channel, items)) = self.groups.last_mut() {
+            if *channel == msg.channel {
+                items.push((i, msg));
+                return;
+            }
+        }
+        let next = self.groups.len();
+        let at = *self.index.entry(msg.channel.clone()).or_insert(next);
+        if at == next {
+            self.groups.push((msg.channel.clone(), Vec::new()));
+        }
+        if let Some((_, items)) = self.groups.get_mut(at) {
+            items.push((i, msg));
         }
     }
 }
