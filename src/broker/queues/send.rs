@@ -53,10 +53,9 @@ impl Queues {
         let mut failed = Vec::new();
         let mut pending = Vec::with_capacity(plan.groups.len());
         for (channel, items) in plan.groups {
-            let queue = self.queue(&channel);
             let (positions, msgs): (Vec<usize>, Vec<QueueMessage>) = items.into_iter().unzip();
             pending.push(async move {
-                let result = self.append(&queue, msgs).await;
+                let result = self.append(&channel, msgs).await;
                 (positions, result)
             });
         }
@@ -77,20 +76,16 @@ impl Queues {
         failed
     }
 
-    /// Stores messages at the tail of `queue` and makes them ready once committed.
-    async fn append(&self, queue: &Queue, mut msgs: Vec<QueueMessage>) -> Result<(), StoreError> {
-        let values: Vec<Vec<u8>> = msgs.iter().map(persist::encode).collect();
-        let pending = {
-            let mut st = queue.lock();
-            let mut ops = Vec::with_capacity(msgs.len() + 1);
-            for (msg, value) in msgs.iter_mut().zip(values) {
-                let seq = st.next_seq;
-                st.next_seq += 1;
-                message::attrs(msg).sequence = seq;
-                ops.push(persist::put(&queue.name, seq, value));
+    /// Stores messages at the tail of `channel` and makes them ready once committed.
+    async fn append(&self, channel: &str, mut msgs: Vec<QueueMessage>) -> Result<(), StoreError> {
+        let mut values: Vec<Vec<u8>> = msgs.iter().map(persist::encode).collect();
+        let (queue, pending) = loop {
+            let queue = self.queue(channel);
+            match self.reserve(&queue, &mut msgs, values) {
+                Ok(pending) => break (queue, pending),
+                // Deleted meanwhile: the name now belongs to a fresh queue.
+                Err(back) => values = back,
             }
-            ops.push(persist::put_hwm(&queue.name, st.next_seq - 1));
-            persist::begin_commit(&self.store, ops)
         };
         pending.await?;
         let now = ids::now_ns();
@@ -104,6 +99,29 @@ impl Queues {
         drop(st);
         queue.wake();
         Ok(())
+    }
+
+    /// Hands out sequences and queues the store job, under the queue's lock. Gives the
+    /// values back if the queue was deleted.
+    fn reserve<'a>(
+        &'a self,
+        queue: &Queue,
+        msgs: &mut [QueueMessage],
+        values: Vec<Vec<u8>>,
+    ) -> Result<persist::Pending<'a>, Vec<Vec<u8>>> {
+        let mut st = queue.lock();
+        if st.deleted {
+            return Err(values);
+        }
+        let mut ops = Vec::with_capacity(msgs.len() + 1);
+        for (msg, value) in msgs.iter_mut().zip(values) {
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            message::attrs(msg).sequence = seq;
+            ops.push(persist::put(&queue.name, seq, value));
+        }
+        ops.push(persist::put_hwm(&queue.name, st.next_seq - 1));
+        Ok(persist::begin_commit(&self.store, ops))
     }
 }
 
