@@ -72,6 +72,8 @@ struct State {
     cache_bytes: usize,
     /// Whether the channel record exists in the store.
     persisted: bool,
+    /// Set by [`Log::purge`]; an append that finds it set goes to the channel's new log.
+    deleted: bool,
 }
 
 impl State {
@@ -140,6 +142,7 @@ impl Log {
                 cache: VecDeque::new(),
                 cache_bytes: 0,
                 persisted,
+                deleted: false,
             }),
             committed: watch::Sender::new(last),
             store,
@@ -185,12 +188,16 @@ impl Log {
     }
 
     /// Assigns the next sequence to `event`, caches it and queues its write. The returned
-    /// future resolves once the write is durable (per the fsync policy).
+    /// future resolves once the write is durable (per the fsync policy). Hands the event
+    /// back if the channel was deleted meanwhile.
     pub fn append(
         self: &Arc<Self>,
         event: Event,
-    ) -> (u64, BoxFuture<'static, Result<(), StoreError>>) {
+    ) -> Result<(u64, BoxFuture<'static, Result<(), StoreError>>), Event> {
         let mut st = self.state.lock();
+        if st.deleted {
+            return Err(event);
+        }
         let seq = st.last + 1;
         let timestamp = now_ns().max(st.times.back().copied().unwrap_or(0));
         let msg = EventReceive {
@@ -214,15 +221,7 @@ impl Log {
         st.last = seq;
         st.times.push_back(timestamp);
         st.push_cache(Arc::new(msg));
-        let store = self.store.clone();
-        let mut write = async move { store.commit(ops).await }.boxed();
-        // `Store::commit` queues its job on the first poll: poll it once here, under the
-        // lock, so jobs (and hence commits) follow sequence order and a crash cannot
-        // leave a later sequence stored without an earlier one.
-        let write = match (&mut write).now_or_never() {
-            Some(done) => futures::future::ready(done).boxed(),
-            None => write,
-        };
+        let write = self.queue_write(ops);
         drop(st);
         let log = self.clone();
         let fut = async move {
@@ -236,7 +235,20 @@ impl Log {
             });
             result
         };
-        (seq, fut.boxed())
+        Ok((seq, fut.boxed()))
+    }
+
+    /// Queues `ops` now and returns the wait for their commit. `Store::commit` queues its
+    /// job on the first poll, so it is polled once here; callers hold the state lock, so
+    /// jobs (and hence commits) follow sequence order and a crash cannot leave a later
+    /// sequence stored without an earlier one, nor a write after the channel's purge.
+    fn queue_write(&self, ops: Vec<Op>) -> BoxFuture<'static, Result<(), StoreError>> {
+        let store = self.store.clone();
+        let mut write = async move { store.commit(ops).await }.boxed();
+        match (&mut write).now_or_never() {
+            Some(done) => futures::future::ready(done).boxed(),
+            None => write,
+        }
     }
 
     /// Watches the highest readable sequence.
@@ -345,9 +357,12 @@ impl Log {
         self.store.commit_detached(ops);
     }
 
-    /// Store writes that remove the channel, its messages and its record.
-    pub fn purge_ops(&self) -> Vec<Op> {
-        vec![
+    /// Marks the channel deleted and queues the removal of its messages and record, plus
+    /// `extra`; later appends are refused, earlier ones are purged with it.
+    pub fn purge(&self, extra: Op) -> BoxFuture<'static, Result<(), StoreError>> {
+        let mut st = self.state.lock();
+        st.deleted = true;
+        let ops = vec![
             Op::DeletePrefix {
                 table: Table::Events,
                 prefix: store::prefix(&self.name),
@@ -356,7 +371,9 @@ impl Log {
                 table: Table::Meta,
                 key: channel_record_key(&self.name),
             },
-        ]
+            extra,
+        ];
+        self.queue_write(ops)
     }
 
     pub fn info(&self) -> Info {

@@ -160,8 +160,14 @@ impl EventsStore {
         let counters = self.book.channel(Kind::EventsStore, &event.channel);
         counters.incoming(event.body.len() + event.metadata.len());
         metrics::message_in(Kind::EventsStore.name(), &event.channel, 1);
-        let (seq, durable) = self.log(&event.channel).append(event);
-        Box::pin(async move { durable.await.map(|()| seq) })
+        let mut event = event;
+        loop {
+            match self.log(&event.channel).append(event) {
+                Ok((seq, durable)) => return Box::pin(async move { durable.await.map(|()| seq) }),
+                // Deleted under our feet: the next lookup finds or makes the new log.
+                Err(back) => event = back,
+            }
+        }
     }
 
     /// Subscribes, validating the events-store rules; resumes a durable cursor if one
@@ -225,14 +231,19 @@ impl EventsStore {
 
     /// Deletes a channel with its messages and cursors; its subscriptions end.
     pub async fn delete(&self, channel: &str) -> Result<bool, StoreError> {
-        let Some(log) = self.logs.write().remove(channel) else {
-            return Ok(false);
+        // The purge is queued before the logs lock is released, so a log recreated by a
+        // racing publish writes after it and is not purged along.
+        let (log, purged) = {
+            let mut logs = self.logs.write();
+            let Some(log) = logs.remove(channel) else {
+                return Ok(false);
+            };
+            let purged = log.purge(self.durables.forget_channel(channel));
+            (log, purged)
         };
         log.closed.cancel();
         self.groups.lock().retain(|(c, _), _| c != channel);
-        let mut ops = log.purge_ops();
-        ops.push(self.durables.forget_channel(channel));
-        self.store.commit(ops).await?;
+        purged.await?;
         Ok(true)
     }
 
