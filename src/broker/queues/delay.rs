@@ -219,3 +219,35 @@ async fn run(weak: Weak<Queues>, delays: Arc<Delays>, shutdown: CancellationToke
         queues.release_due();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubemq::QueueMessageAttributes;
+
+    fn delayed(channel: &str, due: i64) -> QueueMessage {
+        QueueMessage {
+            channel: channel.into(),
+            attributes: Some(QueueMessageAttributes {
+                delayed_to: due,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn due_messages_leave_in_due_then_id_order() {
+        let d = Delays::default();
+        d.restore(5, delayed("a", 30));
+        d.restore(2, delayed("b", 10));
+        d.restore(3, delayed("a", 10));
+        d.restore(9, delayed("a", 99));
+        let due: Vec<u64> = d.take_due(30).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(due, [2, 3, 5]);
+        assert_eq!(d.purge("a"), [9]);
+        assert!(d.take_due(i64::MAX - 1).is_empty());
+        let mut s = d.schedule.lock();
+        assert_eq!(d.reserve(&mut s, &[delayed("a", 1)]), [(1, 10)]);
+    }
+}

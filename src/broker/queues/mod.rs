@@ -3,11 +3,11 @@
 //! transactions, upstream sends).
 //!
 //! # Layout
-//! - [`queue`]: one queue's in-memory state; [`lease`]: messages a consumer holds.
-//! - [`message`]: validation and attribute rules; [`persist`]: the stored form.
-//! - [`send`], [`receive`] (receive, peek, ack-all), [`stream`] (StreamQueueMessage),
-//!   [`downstream`], [`upstream`], [`delay`], [`settle`] (ack, nack, dead-letter),
-//!   [`info`] (QueuesInfo and channel management).
+//! - `queue`: one queue's in-memory state; `lease`: messages a consumer holds.
+//! - `message`: validation and attribute rules; `persist`: the stored form.
+//! - `send`, `receive` (receive, peek, ack-all), `stream` (StreamQueueMessage),
+//!   `downstream`, `upstream`, `delay`, `settle` (ack, nack, dead-letter),
+//!   `info` (QueuesInfo and channel management), `collect` (the wait they share).
 //!
 //! In-memory state is authoritative while running; the store is for recovery. A send is
 //! committed before it is acknowledged; settlements are queued without waiting.
