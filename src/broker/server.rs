@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -67,14 +67,18 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     let broker = Broker::open(config)?;
     crate::metrics::handle();
     let service = Service::new(broker.clone());
+    // Without TCP_NODELAY every small reply waits for the peer's delayed ACK (~40 ms).
+    // The builder's own nodelay option only applies to listeners tonic binds itself.
+    let incoming = TcpIncoming::from_listener(grpc, true, None).map_err(|e| StartError::Bind {
+        what: "grpc",
+        addr: grpc_addr,
+        source: std::io::Error::other(e),
+    })?;
     let grpc_server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(service.clone().into_server())
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(grpc),
-            broker.shutdown.clone().cancelled_owned(),
-        );
+        .serve_with_incoming_shutdown(incoming, broker.shutdown.clone().cancelled_owned());
     let rest_server = axum::serve(http, rest::router(service))
+        .tcp_nodelay(true)
         .with_graceful_shutdown(broker.shutdown.clone().cancelled_owned());
     let task = tokio::spawn(async move {
         let (g, r) = tokio::join!(grpc_server, rest_server);
