@@ -400,7 +400,7 @@ async fn info_list_create_delete() {
     let info = raw
         .queues_info(QueuesInfoRequest {
             request_id: "i".into(),
-            queue_name: "info.".into(),
+            queue_name: "info.a;info.b;nope".into(),
         })
         .await
         .unwrap()

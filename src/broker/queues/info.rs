@@ -71,11 +71,14 @@ fn queue_info(q: &Queue) -> QueueInfo {
     }
 }
 
-/// QueuesInfo, filtered by name (substring; empty means all). Names are reported as they
-/// are, without the upstream trimming quirk (KUBEMQ.md §3.8).
+/// QueuesInfo. `QueueName` is a `;`-separated list of exact names (empty means all), as
+/// upstream filters it. Names are reported as they are, without the upstream trimming
+/// quirk (KUBEMQ.md §3.8).
 pub(crate) fn info(queues: &Queues, req: QueuesInfoRequest) -> QueuesInfoResponse {
-    let list: Vec<QueueInfo> = matching(queues, &req.queue_name)
+    let wanted: Vec<&str> = req.queue_name.split(';').collect();
+    let list: Vec<QueueInfo> = matching(queues, "")
         .iter()
+        .filter(|q| req.queue_name.is_empty() || wanted.contains(&q.name.as_str()))
         .map(|q| queue_info(q))
         .collect();
     QueuesInfoResponse {
