@@ -148,19 +148,28 @@ impl Store {
         })
     }
 
-    /// Writes `ops` atomically and returns once they are committed per the fsync policy.
-    pub async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+    /// Writes `ops` atomically. The write is queued before this returns, so writes made in
+    /// one order while holding a lock reach the store in that order; the future resolves
+    /// once they are committed per the fsync policy.
+    pub fn commit(
+        &self,
+        ops: Vec<Op>,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        self.jobs
+        let queued = self
+            .jobs
             .send(Job {
                 ops,
                 done: Some(tx),
             })
-            .map_err(|_| StoreError::Closed)?;
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(text)) => Err(StoreError::Redb(redb::Error::Corrupted(text))),
-            Err(_) => Err(StoreError::Closed),
+            .map_err(|_| StoreError::Closed);
+        async move {
+            queued?;
+            match rx.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(text)) => Err(StoreError::Redb(redb::Error::Corrupted(text))),
+                Err(_) => Err(StoreError::Closed),
+            }
         }
     }
 

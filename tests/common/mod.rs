@@ -1,5 +1,6 @@
 //! Test support: the embedded broker on ephemeral loopback ports, and clients for it.
-#![allow(dead_code)]
+// Each test crate uses a different part of this module; a failed setup fails the test.
+#![allow(dead_code, clippy::expect_used)]
 
 use llm_router::broker::config::{BrokerConfig, FsyncPolicy};
 use llm_router::broker::RunningBroker;

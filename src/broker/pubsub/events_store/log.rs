@@ -238,17 +238,12 @@ impl Log {
         Ok((seq, fut.boxed()))
     }
 
-    /// Queues `ops` now and returns the wait for their commit. `Store::commit` queues its
-    /// job on the first poll, so it is polled once here; callers hold the state lock, so
-    /// jobs (and hence commits) follow sequence order and a crash cannot leave a later
-    /// sequence stored without an earlier one, nor a write after the channel's purge.
+    /// Queues `ops` now and returns the wait for their commit. Callers hold the state
+    /// lock and `Store::commit` queues before returning, so jobs (and hence commits) follow
+    /// sequence order and a crash cannot leave a later sequence stored without an earlier
+    /// one, nor a write after the channel's purge.
     fn queue_write(&self, ops: Vec<Op>) -> BoxFuture<'static, Result<(), StoreError>> {
-        let store = self.store.clone();
-        let mut write = async move { store.commit(ops).await }.boxed();
-        match (&mut write).now_or_never() {
-            Some(done) => futures::future::ready(done).boxed(),
-            None => write,
-        }
+        self.store.commit(ops).boxed()
     }
 
     /// Watches the highest readable sequence.
