@@ -339,6 +339,12 @@ async fn competing_consumers_get_each_message_once() {
                 down.settle(T::AckAll, &got.transaction_id, vec![], "")
                     .await;
             }
+            // Settlements get no response; a request that does, answered in order after
+            // them, proves they were applied before this client hangs up (a client that
+            // drops its stream right after an ack may lose the ack, and the broker then
+            // correctly redelivers).
+            down.settle(T::ActiveOffsets, "sync", vec![], "").await;
+            assert!(down.next().await.unwrap().is_error);
         }));
     }
     for p in producers {

@@ -53,6 +53,8 @@ impl Broker {
     /// Opens the store, rebuilds queues and events store from it, and returns the broker
     /// ready to serve.
     pub fn open(config: BrokerConfig) -> Result<Arc<Self>, StoreError> {
+        // The recorder must exist before the queues cache their metric handles.
+        crate::metrics::handle();
         let store = Store::open(&config.data_dir, config.fsync)?;
         let shutdown = CancellationToken::new();
         let pubsub = pubsub::PubSub::open(&config, store.clone(), shutdown.clone())?;

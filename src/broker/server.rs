@@ -37,10 +37,7 @@ impl RunningBroker {
     /// drain and the store to commit everything it was given.
     pub async fn shutdown(self) {
         self.broker.shutdown.cancel();
-        if let Err(e) = self.task.await {
-            tracing::error!("broker server task failed: {e}");
-        }
-        self.broker.store.sync().await.ok();
+        self.wait().await;
     }
 
     /// Waits until the servers stop (after [`Broker::shutdown`] is cancelled elsewhere).
@@ -48,7 +45,13 @@ impl RunningBroker {
         if let Err(e) = self.task.await {
             tracing::error!("broker server task failed: {e}");
         }
-        self.broker.store.sync().await.ok();
+        let store = self.broker.store.clone();
+        if tokio::task::spawn_blocking(move || store.close())
+            .await
+            .is_err()
+        {
+            tracing::error!("closing the store failed");
+        }
     }
 }
 
@@ -65,7 +68,6 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     let grpc_addr = local_addr(&grpc, "grpc")?;
     let rest_addr = local_addr(&http, "rest")?;
     let broker = Broker::open(config)?;
-    crate::metrics::handle();
     let service = Service::new(broker.clone());
     // Without TCP_NODELAY every small reply waits for the peer's delayed ACK (~40 ms).
     // The builder's own nodelay option only applies to listeners tonic binds itself.

@@ -12,7 +12,7 @@
 use super::config::FsyncPolicy;
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use std::path::Path;
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -105,6 +105,8 @@ pub fn split_key(k: &[u8]) -> Option<(String, u64)> {
 
 struct Job {
     ops: Vec<Op>,
+    /// Asks the writer to exit after this batch (see [`Store::close`]).
+    stop: bool,
     /// Answered once the transaction holding `ops` has committed.
     done: Option<oneshot::Sender<Result<(), String>>>,
 }
@@ -112,9 +114,10 @@ struct Job {
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
-    /// Feeds the writer thread. Dropping the last sender lets the thread finish the
-    /// pending jobs, make a final durable commit and exit.
+    /// The writer thread holds the only strong reference, so the file (and its lock) is
+    /// released as soon as the writer exits, however many handles are still around.
+    db: Weak<Database>,
+    /// Feeds the writer thread.
     jobs: mpsc::Sender<Job>,
     writer: Arc<parking_lot::Mutex<Option<JoinHandle<()>>>>,
 }
@@ -133,7 +136,8 @@ impl Store {
         }
         wtx.commit().map_err(redb_err)?;
         let (jobs, rx) = mpsc::channel();
-        let writer_db = db.clone();
+        let weak = Arc::downgrade(&db);
+        let writer_db = db;
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || Writer::new(writer_db, policy).run(rx))
@@ -142,7 +146,7 @@ impl Store {
                 source,
             })?;
         Ok(Self {
-            db,
+            db: weak,
             jobs,
             writer: Arc::new(parking_lot::Mutex::new(Some(writer))),
         })
@@ -161,6 +165,7 @@ impl Store {
             .send(Job {
                 ops,
                 done: Some(tx),
+                stop: false,
             })
             .map_err(|_| StoreError::Closed);
         async move {
@@ -176,14 +181,23 @@ impl Store {
     /// Queues `ops` behind every earlier write without waiting for the commit. For writes
     /// whose loss in a crash is harmless (acks: the message would be redelivered).
     pub fn commit_detached(&self, ops: Vec<Op>) {
-        if self.jobs.send(Job { ops, done: None }).is_err() {
+        if self
+            .jobs
+            .send(Job {
+                ops,
+                done: None,
+                stop: false,
+            })
+            .is_err()
+        {
             tracing::warn!("store closed; a detached write was dropped");
         }
     }
 
     /// Every record of `table` whose key starts with `prefix`, in key order. Used at start-up.
     pub fn scan(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
-        let rtx = self.db.begin_read().map_err(redb_err)?;
+        let db = self.db.upgrade().ok_or(StoreError::Closed)?;
+        let rtx = db.begin_read().map_err(redb_err)?;
         let t = rtx.open_table(table.def()).map_err(redb_err)?;
         let mut out = Vec::new();
         for item in t.range(prefix..).map_err(redb_err)? {
@@ -198,7 +212,8 @@ impl Store {
 
     /// Reads one record.
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
-        let rtx = self.db.begin_read().map_err(redb_err)?;
+        let db = self.db.upgrade().ok_or(StoreError::Closed)?;
+        let rtx = db.begin_read().map_err(redb_err)?;
         let t = rtx.open_table(table.def()).map_err(redb_err)?;
         Ok(t.get(key).map_err(redb_err)?.map(|v| v.value().to_vec()))
     }
@@ -208,11 +223,16 @@ impl Store {
         self.commit(Vec::new()).await
     }
 
-    /// Stops the writer after it has durably committed everything queued. Other clones of
-    /// this handle must be dropped first for the thread to see the end of its queue.
-    pub fn close(self) {
+    /// Commits everything queued so far durably, stops the writer and releases the file,
+    /// so a new broker can open the same data directory at once. Later writes fail with
+    /// [`StoreError::Closed`].
+    pub fn close(&self) {
+        let _ = self.jobs.send(Job {
+            ops: Vec::new(),
+            done: None,
+            stop: true,
+        });
         let writer = self.writer.lock().take();
-        drop(self.jobs);
         if let Some(handle) = writer {
             if handle.join().is_err() {
                 tracing::error!("store writer thread panicked");
@@ -266,10 +286,14 @@ impl Writer {
             if let Err(text) = &result {
                 tracing::error!("store commit failed: {text}");
             }
+            let stop = batch.iter().any(|job| job.stop);
             for job in batch {
                 if let Some(done) = job.done {
                     let _ = done.send(result.clone());
                 }
+            }
+            if stop {
+                break;
             }
         }
         if self.dirty {

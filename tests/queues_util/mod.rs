@@ -228,20 +228,11 @@ impl Single {
     }
 }
 
-/// Starts a broker on `dir` again after a stop. The store's writer thread lets go of the
-/// database file a moment after the last handle is dropped, so the open is retried briefly.
+/// Starts a broker on `dir` again after a stop; `shutdown` released the file, so the
+/// open must succeed at once.
 pub async fn restart(dir: tempfile::TempDir) -> super::common::TestBroker {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let result = llm_router::broker::start(super::common::config(dir.path())).await;
-        if result.is_ok() || std::time::Instant::now() >= deadline {
-            return super::common::TestBroker {
-                running: result.unwrap(),
-                dir,
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let config = super::common::config(dir.path());
+    super::common::start_broker_with(config, dir).await
 }
 
 /// Waits up to 3 s for `cond` (for effects of requests that get no response).

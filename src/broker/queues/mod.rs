@@ -68,8 +68,6 @@ impl Queues {
         store: Store,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, StoreError> {
-        // Metric handles are cached per queue: the recorder must exist before the first.
-        crate::metrics::handle();
         let queues = Arc::new(Self {
             limits: config.queues.clone(),
             retention_ns: i64::try_from(config.retention.as_nanos()).unwrap_or(i64::MAX),

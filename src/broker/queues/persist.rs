@@ -6,7 +6,6 @@ use crate::kubemq::QueueMessage;
 use prost::Message;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
 
 /// Name of the log holding delayed messages. It contains a space, so no queue can have it.
 pub(crate) const DELAY_LOG: &str = " delayed";
@@ -88,14 +87,9 @@ pub(crate) fn load_hwms(store: &Store) -> Result<Vec<(String, u64)>, StoreError>
 
 /// Hands `ops` to the store writer right now and returns the result to await.
 ///
-/// `Store::commit` enqueues its job on the first poll, so polling once here, while the
-/// caller holds a queue's lock, makes jobs reach the writer in the order sequences were
-/// handed out. That keeps the stored high-water mark monotonic.
+/// `Store::commit` queues before returning, so calling this while holding a queue's lock
+/// makes jobs reach the writer in the order sequences were handed out. That keeps the
+/// stored high-water mark monotonic.
 pub(crate) fn begin_commit(store: &Store, ops: Vec<Op>) -> Pending<'_> {
-    let mut fut: Pending<'_> = Box::pin(store.commit(ops));
-    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-    match fut.as_mut().poll(&mut cx) {
-        Poll::Ready(result) => Box::pin(std::future::ready(result)),
-        Poll::Pending => fut,
-    }
+    Box::pin(store.commit(ops))
 }

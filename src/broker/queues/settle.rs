@@ -151,18 +151,18 @@ impl Queues {
         for msg in &mut msgs {
             message::attrs(msg).timestamp = now;
         }
-        let values: Vec<Vec<u8>> = msgs.iter().map(persist::encode).collect();
         let mut st = target.lock();
         if st.deleted {
             drop(st);
             self.store.commit_detached(ops);
             return;
         }
-        for (msg, value) in msgs.iter_mut().zip(values) {
+        for msg in &mut msgs {
             let seq = st.next_seq;
             st.next_seq += 1;
+            // Encoded after the new sequence is set, so the stored copy carries it.
             message::attrs(msg).sequence = seq;
-            ops.push(persist::put(&target.name, seq, value));
+            ops.push(persist::put(&target.name, seq, persist::encode(msg)));
         }
         ops.push(persist::put_hwm(&target.name, st.next_seq - 1));
         self.store.commit_detached(ops);
