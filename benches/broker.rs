@@ -43,6 +43,11 @@ impl Broker {
             .arg("--data-dir")
             .arg(dir.path())
             .env("RUST_LOG", "warn")
+            .envs(
+                std::env::var("BENCH_BROKER_THREADS")
+                    .ok()
+                    .map(|n| ("TOKIO_WORKER_THREADS", n)),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

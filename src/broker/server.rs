@@ -76,7 +76,10 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         addr: grpc_addr,
         source: std::io::Error::other(e),
     })?;
+    // Wide HTTP/2 windows: a busy subscriber stream never stalls on WINDOW_UPDATE round trips.
     let grpc_server = tonic::transport::Server::builder()
+        .initial_connection_window_size(8 * 1024 * 1024)
+        .initial_stream_window_size(2 * 1024 * 1024)
         .add_service(service.clone().into_server())
         .serve_with_incoming_shutdown(incoming, broker.shutdown.clone().cancelled_owned());
     let rest_server = axum::serve(http, rest::router(service))
