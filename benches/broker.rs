@@ -66,11 +66,7 @@ impl Broker {
 
     /// utime + stime of the broker process, in seconds.
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = after_comm.split_whitespace().collect();
-        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-        ticks / clock_ticks()
+        process_cpu_seconds(&self.pid().to_string())
     }
 
     fn rss_mb(&self) -> f64 {
@@ -96,6 +92,15 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// utime + stime of a process (`self` for this one), in seconds.
+fn process_cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / clock_ticks()
 }
 
 fn clock_ticks() -> f64 {
@@ -170,6 +175,8 @@ struct QueryFigures {
     p50_ms: f64,
     p99_ms: f64,
     cpu_per_10k: f64,
+    /// CPU of this process (the SDK load generator: 64 senders, 2 responders).
+    loadgen_cpu_per_10k: f64,
 }
 
 async fn bench_queries(broker: &Broker, seconds: u64) -> QueryFigures {
@@ -178,6 +185,7 @@ async fn bench_queries(broker: &Broker, seconds: u64) -> QueryFigures {
     let sender = broker.client("sender").await;
     let stop = Arc::new(AtomicBool::new(false));
     let cpu0 = broker.cpu_seconds();
+    let self0 = process_cpu_seconds("self");
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..64 {
@@ -200,12 +208,14 @@ async fn bench_queries(broker: &Broker, seconds: u64) -> QueryFigures {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = broker.cpu_seconds() - cpu0;
+    let loadgen = process_cpu_seconds("self") - self0;
     all.sort();
     QueryFigures {
         rate: all.len() as f64 / elapsed,
         p50_ms: percentile(&all, 0.50),
         p99_ms: percentile(&all, 0.99),
         cpu_per_10k: cpu / all.len() as f64 * 10_000.0,
+        loadgen_cpu_per_10k: loadgen / all.len() as f64 * 10_000.0,
     }
 }
 
@@ -317,6 +327,7 @@ fn main() {
         "query p50 ms",
         "query p99 ms",
         "query broker CPU-s per 10k",
+        "query load-generator CPU-s per 10k",
         "serial round trip p50 ms",
         "queue msgs/s end to end (batch 100)",
         "queue broker CPU-s per 10k",
@@ -340,6 +351,7 @@ fn main() {
                 q.p50_ms,
                 q.p99_ms,
                 q.cpu_per_10k,
+                q.loadgen_cpu_per_10k,
                 serial,
                 queue.rate,
                 queue.cpu_per_10k,
