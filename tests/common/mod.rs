@@ -77,3 +77,16 @@ pub async fn start_broker_with(config: BrokerConfig, dir: tempfile::TempDir) -> 
         .expect("start broker");
     TestBroker { running, dir }
 }
+
+/// Waits up to 5 s for `cond` to hold (effects of calls that get no response, such as a
+/// subscriber going away); fails the test with `what` otherwise.
+pub async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

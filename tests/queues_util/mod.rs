@@ -235,14 +235,7 @@ pub async fn restart(dir: tempfile::TempDir) -> super::common::TestBroker {
     super::common::start_broker_with(config, dir).await
 }
 
-/// Waits up to 3 s for `cond` (for effects of requests that get no response).
+/// Waits for `cond` (for effects of requests that get no response).
 pub async fn eventually(cond: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "condition not reached"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    super::common::eventually("queue condition", cond).await;
 }
