@@ -5,7 +5,19 @@
 //! - [`kubemq`]: KubeMQ's gRPC API, generated from `proto/kubemq.proto`.
 //! - [`broker`]: the embedded KubeMQ-compatible broker (events, events store, commands,
 //!   queries, queues, durable storage, REST, health and metrics).
+//! - [`provider`]: OpenAI, Anthropic and the simulated provider behind one contract.
+//! - [`sim`]: the simulated provider's HTTP server (`llm-router sim-provider`).
+//! - [`config`]: endpoints and routes, layered from defaults, `config/*.toml` and env.
+//! - [`routing`]: route table, retry with backoff, failover, circuit breaker, limits.
+//! - [`worker`]: takes requests off the broker and answers them through [`routing`].
+//! - [`metrics`]: the Prometheus recorder and label rules.
 
 pub mod broker;
+pub mod config;
 pub mod kubemq;
 pub mod metrics;
+pub mod provider;
+pub mod routing;
+pub mod secret;
+pub mod sim;
+pub mod worker;
