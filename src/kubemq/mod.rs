@@ -7,6 +7,8 @@ mod generated {
 
 pub use generated::*;
 
+pub mod client;
+
 /// The encoded descriptor set of `proto/kubemq.proto`, for JSON mapping by field name.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/kubemq_descriptor.bin"));

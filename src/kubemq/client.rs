@@ -1,0 +1,589 @@
+//! A small reconnecting KubeMQ client for the worker and `ask`: one connection actor
+//! owning the gRPC channel, unary calls (ping, send request, send response) and query
+//! subscriptions that resubscribe with backoff after the broker goes away and comes back.
+//!
+//! Works the same against a real KubeMQ server and the embedded broker.
+
+use super::kubemq_client::KubemqClient;
+use super::subscribe::SubscribeType;
+use super::{Empty, PingResult, Request, Response, Subscribe};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::stream::FuturesUnordered;
+use futures::{Stream, StreamExt};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tonic::transport::{Channel, Endpoint};
+
+/// What went wrong, for callers to match on (never on the text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The address is unusable or the broker could not be reached in time.
+    Connect,
+    /// The broker went away or is not ready; trying again later may work.
+    Unavailable,
+    /// The call or the request's own timeout expired (KubeMQ error 301).
+    TimedOut,
+    /// The broker refused the call (validation, shutdown mode, …); the text says why.
+    Rejected,
+    /// This client was shut down.
+    Closed,
+}
+
+/// A failed client operation: a kind plus the broker's or transport's text.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{detail}")]
+pub struct Error {
+    kind: ErrorKind,
+    detail: String,
+}
+
+impl Error {
+    fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    fn closed() -> Self {
+        Self::new(ErrorKind::Closed, "the KubeMQ client was shut down")
+    }
+
+    /// Classifies a gRPC status. No wildcard: a new code must pick its kind.
+    fn from_status(status: &tonic::Status) -> Self {
+        use tonic::Code;
+        let message = status.message();
+        let kind = match status.code() {
+            Code::Internal if message.starts_with("Error 301") => ErrorKind::TimedOut,
+            Code::DeadlineExceeded => ErrorKind::TimedOut,
+            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Aborted => {
+                ErrorKind::Unavailable
+            }
+            Code::Ok
+            | Code::InvalidArgument
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::PermissionDenied
+            | Code::ResourceExhausted
+            | Code::FailedPrecondition
+            | Code::OutOfRange
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::DataLoss
+            | Code::Unauthenticated => ErrorKind::Rejected,
+        };
+        let detail = if message.is_empty() {
+            format!("broker call failed: {:?}", status.code())
+        } else {
+            message.to_owned()
+        };
+        Self::new(kind, detail)
+    }
+}
+
+/// How to reach the broker.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// `host:port` of the broker's gRPC listener.
+    pub address: String,
+    /// Sent as ClientID on every call.
+    pub client_id: String,
+    /// Longest wait for the first successful ping; `None` waits until it works.
+    pub connect_timeout: Option<Duration>,
+    /// First and longest delay between reconnect or resubscribe attempts.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl ClientOptions {
+    pub fn new(address: impl Into<String>, client_id: impl Into<String>) -> Self {
+        Self {
+            address: address.into(),
+            client_id: client_id.into(),
+            connect_timeout: Some(Duration::from_secs(5)),
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_backoff)
+            .with_max_delay(self.max_backoff)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+}
+
+/// Lifecycle of the connection and its subscriptions, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A subscription reached the broker (again).
+    Subscribed { channel: String },
+    /// A subscription's stream ended; it is retried with backoff.
+    SubscriptionLost { channel: String, reason: String },
+    /// The broker refused a subscription; it is not retried.
+    SubscriptionRejected { channel: String, reason: String },
+}
+
+/// Work for the connection actor; replies travel back on the oneshot.
+enum Command {
+    Ping {
+        reply: oneshot::Sender<Result<PingResult, Error>>,
+    },
+    SendRequest {
+        request: Request,
+        reply: oneshot::Sender<Result<Response, Error>>,
+    },
+    SendResponse {
+        response: Response,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Subscribe {
+        subscribe: Subscribe,
+        deliver: mpsc::Sender<Request>,
+        active: Arc<AtomicBool>,
+    },
+}
+
+/// Cloneable handle to one broker connection. The connection (and every subscription)
+/// ends when the last handle is dropped.
+#[derive(Clone)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    client_id: Arc<str>,
+}
+
+impl Client {
+    /// Connects and pings, retrying with backoff for up to `options.connect_timeout`.
+    pub async fn connect(options: ClientOptions) -> Result<Self, Error> {
+        let endpoint = Endpoint::from_shared(format!("http://{}", options.address))
+            .map_err(|e| Error::new(ErrorKind::Connect, format!("bad broker address: {e}")))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true);
+        let grpc = KubemqClient::new(endpoint.connect_lazy()).max_decoding_message_size(usize::MAX);
+        let (commands, rx) = mpsc::channel(1024);
+        let (events, _) = broadcast::channel(256);
+        let client = Self {
+            commands,
+            events: events.clone(),
+            client_id: options.client_id.clone().into(),
+        };
+        let handler = ConnectionHandler {
+            grpc,
+            events,
+            options: options.clone(),
+            calls: FuturesUnordered::new(),
+            subscriptions: JoinSet::new(),
+        };
+        // The handler's lifetime is bounded by the handles: it exits when the last drops.
+        tokio::spawn(handler.run(rx));
+        client.first_ping(&options).await?;
+        Ok(client)
+    }
+
+    async fn first_ping(&self, options: &ClientOptions) -> Result<(), Error> {
+        let attempts = async {
+            let mut delays = options.backoff();
+            loop {
+                match self.ping().await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if e.kind() == ErrorKind::Unavailable => {
+                        tracing::debug!("broker {} not reachable yet: {e}", options.address);
+                    }
+                    Err(e) => return Err(e),
+                }
+                let delay = delays.next().unwrap_or(options.max_backoff);
+                tokio::time::sleep(delay).await;
+            }
+        };
+        match options.connect_timeout {
+            None => attempts.await,
+            Some(limit) => tokio::time::timeout(limit, attempts).await.map_err(|_| {
+                Error::new(
+                    ErrorKind::Connect,
+                    format!(
+                        "cannot reach the KubeMQ broker at {} within {}s",
+                        options.address,
+                        limit.as_secs_f32()
+                    ),
+                )
+            })?,
+        }
+    }
+
+    /// The ClientID this client sends.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Lifecycle events from now on.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub async fn ping(&self) -> Result<PingResult, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.call(Command::Ping { reply }, rx).await
+    }
+
+    /// Sends a command or query and waits for its response (at most its Timeout plus a
+    /// grace period, so a vanished broker cannot leave the caller waiting forever).
+    pub async fn send_request(&self, request: Request) -> Result<Response, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.call(Command::SendRequest { request, reply }, rx).await
+    }
+
+    /// Answers a command or query received on a subscription.
+    pub async fn send_response(&self, response: Response) -> Result<(), Error> {
+        let (reply, rx) = oneshot::channel();
+        self.call(Command::SendResponse { response, reply }, rx)
+            .await
+    }
+
+    /// Subscribes to queries on `channel` within `group`. The stream survives broker
+    /// restarts (resubscribing with backoff) and ends only when the broker refuses the
+    /// subscription, or when it or the client is dropped.
+    pub async fn subscribe_to_queries(
+        &self,
+        channel: &str,
+        group: &str,
+    ) -> Result<Subscription, Error> {
+        let subscribe = Subscribe {
+            subscribe_type_data: SubscribeType::Queries as i32,
+            client_id: self.client_id.to_string(),
+            channel: channel.to_owned(),
+            group: group.to_owned(),
+            ..Subscribe::default()
+        };
+        self.subscribe_to_requests(subscribe).await
+    }
+
+    /// Subscribes with a full `Subscribe` (commands or queries).
+    pub async fn subscribe_to_requests(&self, subscribe: Subscribe) -> Result<Subscription, Error> {
+        let (deliver, requests) = mpsc::channel(256);
+        let active = Arc::new(AtomicBool::new(false));
+        let channel = subscribe.channel.clone();
+        self.commands
+            .send(Command::Subscribe {
+                subscribe,
+                deliver,
+                active: active.clone(),
+            })
+            .await
+            .map_err(|_| Error::closed())?;
+        Ok(Subscription {
+            channel,
+            requests,
+            active,
+        })
+    }
+
+    async fn call<T>(
+        &self,
+        command: Command,
+        rx: oneshot::Receiver<Result<T, Error>>,
+    ) -> Result<T, Error> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| Error::closed())?;
+        rx.await.map_err(|_| Error::closed())?
+    }
+}
+
+/// Requests arriving on one subscription.
+pub struct Subscription {
+    channel: String,
+    requests: mpsc::Receiver<Request>,
+    /// Set by the subscription task while its stream to the broker is open; read by
+    /// readiness checks.
+    active: Arc<AtomicBool>,
+}
+
+impl Subscription {
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// Whether the subscription currently has a live stream to the broker.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// A flag that follows [`Self::is_active`] after the subscription is moved.
+    pub fn active_flag(&self) -> Arc<AtomicBool> {
+        self.active.clone()
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Request;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Request>> {
+        self.requests.poll_recv(cx)
+    }
+}
+
+type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The connection actor: owns the gRPC channel, runs unary calls concurrently and owns
+/// every subscription task.
+struct ConnectionHandler {
+    grpc: KubemqClient<Channel>,
+    events: broadcast::Sender<Event>,
+    options: ClientOptions,
+    /// Unary calls in flight; each replies on its own oneshot when done.
+    calls: FuturesUnordered<Call>,
+    /// One task per subscription; dropping the set (handler exit) ends them all.
+    subscriptions: JoinSet<()>,
+}
+
+/// Why the connection actor stopped.
+#[derive(Debug)]
+enum ExitReason {
+    AllHandlesDropped,
+}
+
+impl ConnectionHandler {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let reason = loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.start(command),
+                    None => break ExitReason::AllHandlesDropped,
+                },
+                Some(()) = self.calls.next(), if !self.calls.is_empty() => {}
+                Some(_) = self.subscriptions.join_next(), if !self.subscriptions.is_empty() => {}
+            }
+        };
+        // Calls already started still deliver their replies.
+        while self.calls.next().await.is_some() {}
+        tracing::debug!(?reason, address = %self.options.address, "KubeMQ client closed");
+    }
+
+    fn start(&mut self, command: Command) {
+        let mut grpc = self.grpc.clone();
+        match command {
+            Command::Ping { reply } => self.calls.push(Box::pin(async move {
+                let result = grpc.ping(Empty {}).await;
+                let _ = reply.send(
+                    result
+                        .map(|r| r.into_inner())
+                        .map_err(|s| Error::from_status(&s)),
+                );
+            })),
+            Command::SendRequest { request, reply } => self.calls.push(Box::pin(async move {
+                let _ = reply.send(send_request(&mut grpc, request).await);
+            })),
+            Command::SendResponse { response, reply } => self.calls.push(Box::pin(async move {
+                let result = grpc.send_response(response).await;
+                let _ = reply.send(result.map(|_| ()).map_err(|s| Error::from_status(&s)));
+            })),
+            Command::Subscribe {
+                subscribe,
+                deliver,
+                active,
+            } => {
+                let task = SubscriptionTask {
+                    grpc,
+                    subscribe,
+                    deliver,
+                    active,
+                    events: self.events.clone(),
+                    options: self.options.clone(),
+                };
+                self.subscriptions.spawn(task.run());
+            }
+        }
+    }
+}
+
+/// Extra time over a request's own Timeout before the call gives up on the broker.
+const REQUEST_GRACE: Duration = Duration::from_secs(2);
+
+async fn send_request(
+    grpc: &mut KubemqClient<Channel>,
+    request: Request,
+) -> Result<Response, Error> {
+    let timeout = Duration::from_millis(u64::try_from(request.timeout.max(0)).unwrap_or(0));
+    let call = grpc.send_request(request);
+    match tokio::time::timeout(timeout + REQUEST_GRACE, call).await {
+        Ok(result) => result
+            .map(|r| r.into_inner())
+            .map_err(|s| Error::from_status(&s)),
+        Err(_) => Err(Error::new(
+            ErrorKind::TimedOut,
+            format!(
+                "no answer from the broker within {}s",
+                (timeout + REQUEST_GRACE).as_secs_f32()
+            ),
+        )),
+    }
+}
+
+/// How long a subscribe call may go without response headers before it counts as
+/// established: grpc-go servers (real KubeMQ) send headers only with the first message.
+const HEADERS_GRACE: Duration = Duration::from_millis(300);
+
+/// Keeps one subscription alive: subscribe, forward, and on loss resubscribe with backoff.
+struct SubscriptionTask {
+    grpc: KubemqClient<Channel>,
+    subscribe: Subscribe,
+    /// Closed when the subscriber drops its [`Subscription`]; the task then ends.
+    deliver: mpsc::Sender<Request>,
+    active: Arc<AtomicBool>,
+    events: broadcast::Sender<Event>,
+    options: ClientOptions,
+}
+
+/// How one subscribe attempt ended.
+enum StreamEnd {
+    /// The subscriber went away.
+    Dropped,
+    /// The stream broke or ended; `delivered` says whether it had worked.
+    Lost { reason: String, established: bool },
+    /// The broker refused the subscription itself.
+    Rejected(String),
+}
+
+impl SubscriptionTask {
+    async fn run(mut self) {
+        let deliver = self.deliver.clone();
+        let mut delays = self.options.backoff();
+        loop {
+            let end = tokio::select! {
+                () = deliver.closed() => StreamEnd::Dropped,
+                end = self.stream_once() => end,
+            };
+            self.active.store(false, Ordering::Release);
+            let channel = self.subscribe.channel.clone();
+            match end {
+                StreamEnd::Dropped => return,
+                StreamEnd::Rejected(reason) => {
+                    tracing::error!(%channel, "broker refused the subscription: {reason}");
+                    let _ = self
+                        .events
+                        .send(Event::SubscriptionRejected { channel, reason });
+                    return;
+                }
+                StreamEnd::Lost {
+                    reason,
+                    established,
+                } => {
+                    if established {
+                        tracing::warn!(%channel, "subscription lost, resubscribing: {reason}");
+                        delays = self.options.backoff();
+                    } else {
+                        tracing::debug!(%channel, "subscribe failed, retrying: {reason}");
+                    }
+                    let _ = self
+                        .events
+                        .send(Event::SubscriptionLost { channel, reason });
+                }
+            }
+            let delay = delays.next().unwrap_or(self.options.max_backoff);
+            tokio::select! {
+                () = deliver.closed() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// One subscription stream, from the subscribe call until it ends.
+    async fn stream_once(&mut self) -> StreamEnd {
+        let mut grpc = self.grpc.clone();
+        let call = grpc.subscribe_to_requests(self.subscribe.clone());
+        tokio::pin!(call);
+        let started = tokio::select! {
+            result = &mut call => result,
+            () = tokio::time::sleep(HEADERS_GRACE) => {
+                self.mark_active();
+                call.await
+            }
+        };
+        let mut stream = match started {
+            Ok(response) => response.into_inner(),
+            Err(status) => return self.end_with(&status, self.active.load(Ordering::Acquire)),
+        };
+        self.mark_active();
+        loop {
+            match stream.message().await {
+                Ok(Some(request)) => {
+                    if self.deliver.send(request).await.is_err() {
+                        return StreamEnd::Dropped;
+                    }
+                }
+                Ok(None) => {
+                    return StreamEnd::Lost {
+                        reason: "the broker ended the stream".to_owned(),
+                        established: true,
+                    }
+                }
+                Err(status) => return self.end_with(&status, true),
+            }
+        }
+    }
+
+    fn mark_active(&self) {
+        if !self.active.swap(true, Ordering::AcqRel) {
+            let channel = self.subscribe.channel.clone();
+            tracing::debug!(%channel, "subscribed");
+            let _ = self.events.send(Event::Subscribed { channel });
+        }
+    }
+
+    fn end_with(&self, status: &tonic::Status, established: bool) -> StreamEnd {
+        let error = Error::from_status(status);
+        // The broker in shutdown mode (409) refuses for now, not for good.
+        let shutting_down = error.detail.starts_with("Error 409");
+        if error.kind() == ErrorKind::Rejected && !shutting_down {
+            StreamEnd::Rejected(error.detail)
+        } else {
+            StreamEnd::Lost {
+                reason: error.detail,
+                established,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_kinds() {
+        let s = tonic::Status::internal("Error 301: timeout for request message");
+        assert_eq!(Error::from_status(&s).kind(), ErrorKind::TimedOut);
+        let s = tonic::Status::internal("Error 102: invalid channel value, cannot be empty");
+        assert_eq!(Error::from_status(&s).kind(), ErrorKind::Rejected);
+        let s = tonic::Status::unavailable("connection refused");
+        assert_eq!(Error::from_status(&s).kind(), ErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let mut options = ClientOptions::new("127.0.0.1:1", "t");
+        options.max_backoff = Duration::from_millis(400);
+        let delays: Vec<_> = options.backoff().take(20).collect();
+        assert_eq!(delays.len(), 20);
+        assert!(delays.iter().all(|d| *d <= Duration::from_millis(800)));
+        assert!(delays[19] >= Duration::from_millis(400));
+    }
+}
