@@ -260,8 +260,9 @@ async fn hangs_end_at_shutdown_and_bad_configs_are_refused() {
             .send()
             .await
     });
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert_eq!(s.stats().hangs, 1);
+    while s.stats().hangs == 0 {
+        tokio::task::yield_now().await;
+    }
     s.shutdown.cancel();
     tokio::time::timeout(std::time::Duration::from_secs(5), s.task)
         .await

@@ -190,7 +190,6 @@ fn finish_reason(stop_reason: Option<&str>) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests")]
     use super::*;
     use serde_json::json;
 
