@@ -276,3 +276,17 @@ async fn hangs_end_at_shutdown_and_bad_configs_are_refused() {
     };
     assert!(sim::start(bad).await.is_err());
 }
+
+#[tokio::test]
+async fn a_request_without_model_is_answered_by_sim() {
+    let s = start(SimConfig::default()).await;
+    let body = json!({"messages": [{"role": "user", "content": "x"}], "stop": "x"});
+    let v: Value = post(&s, "/v1/chat/completions", body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["model"], "sim");
+    assert_eq!(v["choices"][0]["message"]["content"], "sim: ");
+    stop(s).await;
+}

@@ -35,6 +35,9 @@ pub(super) struct Completion {
 /// How much of the last user message the answer quotes.
 const ECHO_CHARS: usize = 50;
 
+/// The model named in answers when the request named none.
+pub(super) const DEFAULT_MODEL: &str = "sim";
+
 pub(super) fn complete(prompt: &Prompt) -> Completion {
     let quoted: String = prompt.last_user.chars().take(ECHO_CHARS).collect();
     let full = format!("sim: {quoted}");

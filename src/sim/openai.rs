@@ -1,6 +1,6 @@
 //! The sim's OpenAI Chat Completions wire format: request parsing, answers, error bodies.
 
-use super::echo::{Completion, Finish, Prompt};
+use super::echo::{Completion, Finish, Prompt, DEFAULT_MODEL};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -67,7 +67,11 @@ pub(super) fn presented_key(headers: &HeaderMap) -> Option<&str> {
 pub(super) fn parse(body: &[u8]) -> Result<Prompt, String> {
     let req: Request = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     let mut prompt = Prompt {
-        model: req.model,
+        model: if req.model.is_empty() {
+            DEFAULT_MODEL.into()
+        } else {
+            req.model
+        },
         max_tokens: req.max_completion_tokens.or(req.max_tokens),
         stop: match req.stop {
             Some(Stop::One(s)) => vec![s],
