@@ -3,7 +3,7 @@
 //! always sent, `stop` becomes `stop_sequences`, text blocks are joined, stop reasons and
 //! usage are renamed.
 
-use super::openai::http;
+use super::http;
 use super::{ChatMessage, ChatRequest, ChatResponse, ProviderError, Usage};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};

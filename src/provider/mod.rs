@@ -57,7 +57,7 @@ pub struct ChatResponse {
 /// [`ProviderError::kind`]; the texts never contain keys.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProviderError {
-    #[error("cannot connect: {0}")]
+    #[error("connection failed: {0}")]
     Connect(String),
     #[error("timed out after {}s", .0.as_secs_f32())]
     Timeout(Duration),
@@ -107,6 +107,7 @@ impl ProviderError {
 }
 
 pub mod anthropic;
+pub(crate) mod http;
 pub mod openai;
 
 use crate::secret::Secret;

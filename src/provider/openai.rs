@@ -5,9 +5,7 @@
 //! the deployment name as the model); the older `deployments/{name}?api-version=` URLs and
 //! the `api-key` header are deliberately not modelled.
 
-#[path = "http.rs"]
-pub(super) mod http;
-
+use super::http;
 use super::{ChatMessage, ChatRequest, ChatResponse, ProviderError, Usage};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
