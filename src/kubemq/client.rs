@@ -200,17 +200,26 @@ impl Client {
     async fn first_ping(&self, options: &ClientOptions) -> Result<(), Error> {
         let attempts = async {
             let mut delays = options.backoff();
-            loop {
+            for attempt in 0u32.. {
                 match self.ping().await {
                     Ok(_) => return Ok(()),
                     Err(e) if e.kind() == ErrorKind::Unavailable => {
-                        tracing::debug!("broker {} not reachable yet: {e}", options.address);
+                        // Say it once at warn level, then keep quiet while retrying.
+                        if attempt == 0 {
+                            tracing::warn!(
+                                "broker {} not reachable yet, retrying: {e}",
+                                options.address
+                            );
+                        } else {
+                            tracing::debug!("broker {} not reachable yet: {e}", options.address);
+                        }
                     }
                     Err(e) => return Err(e),
                 }
                 let delay = delays.next().unwrap_or(options.max_backoff);
                 tokio::time::sleep(delay).await;
             }
+            Err(Error::new(ErrorKind::Connect, "gave up connecting"))
         };
         match options.connect_timeout {
             None => attempts.await,
