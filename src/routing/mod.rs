@@ -1,10 +1,31 @@
 //! Routing: a route names a channel and ordered targets; a request goes to the targets of
 //! the best priority that can take it, with retries, failover, a circuit breaker per
 //! endpoint and per-endpoint limits, all inside the request's deadline.
+//!
+//! Layout: `table` (endpoints, routes, choosing a target) · `retry` (backoff and the
+//! retry loop) · `attempt` (one call: breaker, budgets, provider) · `circuit` · `limits` ·
+//! `failure` (the caller's error text) · `metrics` (the series and their labels).
+
+mod attempt;
+mod circuit;
+mod failure;
+#[cfg(test)]
+mod fake;
+mod limits;
+pub mod metrics;
+mod retry;
+mod table;
+#[cfg(test)]
+mod tests;
 
 use crate::config::{ConfigError, RouterConfig};
-use crate::provider::{ChatRequest, ChatResponse};
+use crate::provider::{ChatRequest, ChatResponse, FailureKind, Provider};
+use attempt::AttemptError;
+use failure::Failure;
 use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use table::{Endpoint, Route, Upstream};
 use tokio::time::Instant;
 
 /// A route as the worker needs it: where its requests arrive.
@@ -38,27 +59,123 @@ pub enum RouteError {
     AllFailed { route: String, summary: String },
 }
 
-/// The route table with its endpoints' clients and state.
-pub struct Router {}
+/// The route table with its endpoints' clients and state. Shared by every request of a
+/// worker (wrap it in an `Arc`); all state inside is per endpoint and lock-light.
+pub struct Router {
+    routes: Vec<Route>,
+    by_name: HashMap<String, usize>,
+}
 
 impl Router {
-    /// Builds clients for every endpoint in `config`.
-    pub fn new(_config: &RouterConfig, _http: reqwest::Client) -> Result<Self, ConfigError> {
-        Ok(Self {})
+    /// Builds clients for every endpoint in `config`, sharing `http`'s connection pool.
+    pub fn new(config: &RouterConfig, http: reqwest::Client) -> Result<Self, ConfigError> {
+        metrics::describe();
+        Self::build(config, |e| {
+            Upstream::Provider(Provider::new(
+                e.kind,
+                &e.base_url,
+                e.api_key.clone(),
+                http.clone(),
+            ))
+        })
+    }
+
+    fn build(
+        config: &RouterConfig,
+        upstream: impl Fn(&crate::config::EndpointConfig) -> Upstream,
+    ) -> Result<Self, ConfigError> {
+        let endpoints: Vec<Arc<Endpoint>> = config
+            .endpoints
+            .iter()
+            .map(|e| Arc::new(Endpoint::new(e, config, upstream(e))))
+            .collect();
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let built = Route::new(route, &endpoints).ok_or_else(|| {
+                ConfigError::Invalid(format!("route '{}' names an unknown endpoint", route.name))
+            })?;
+            routes.push(built);
+        }
+        let by_name = routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect();
+        Ok(Self { routes, by_name })
     }
 
     /// Every route, for subscribing.
     pub fn routes(&self) -> Vec<RouteInfo> {
-        Vec::new()
+        self.routes
+            .iter()
+            .map(|r| RouteInfo {
+                name: r.name.clone(),
+                channel: r.channel.clone(),
+            })
+            .collect()
     }
 
-    /// Answers `req` on `route` before `deadline`, or says why not.
+    /// Answers `req` on `route` before `deadline` (or the route's own timeout, if sooner),
+    /// or says why not. The request's `model` is replaced by each target's.
     pub async fn complete(
         &self,
         route: &str,
-        _req: ChatRequest,
-        _deadline: Instant,
+        req: ChatRequest,
+        deadline: Instant,
     ) -> Result<Completion, RouteError> {
-        Err(RouteError::UnknownRoute(route.to_owned()))
+        let Some(table) = self.by_name.get(route).and_then(|&i| self.routes.get(i)) else {
+            return Err(RouteError::UnknownRoute(route.to_owned()));
+        };
+        let deadline = deadline.min(Instant::now() + table.timeout);
+        serve(table, req, deadline).await
     }
+}
+
+/// Tries the route's tiers in priority order and each tier's targets in the selector's
+/// order, until one answers or the request is shown to be wrong.
+async fn serve(
+    route: &Route,
+    mut req: ChatRequest,
+    deadline: Instant,
+) -> Result<Completion, RouteError> {
+    let mut failures: Vec<Failure> = Vec::new();
+    let mut attempts = 0;
+    for tier in &route.tiers {
+        for target in table::order(tier, rand::random::<f64>) {
+            if Instant::now() >= deadline {
+                failures.push(Failure::not_tried(target));
+                continue;
+            }
+            if !failures.is_empty() {
+                metrics::failover(&route.name);
+            }
+            let _in_flight = target.endpoint.assign();
+            req.model.clone_from(&target.model);
+            let outcome = retry::call_target(target, &req, route.retry, deadline).await;
+            attempts += outcome.attempts;
+            match outcome.result {
+                Ok(response) => {
+                    return Ok(Completion {
+                        response,
+                        endpoint: target.endpoint.name.clone(),
+                        attempts,
+                    })
+                }
+                Err(AttemptError::Provider { error, .. }) if error.kind() == FailureKind::Fatal => {
+                    return Err(RouteError::BadRequest {
+                        route: route.name.clone(),
+                        detail: format!("{} rejected the request: {error}", target.endpoint.name),
+                    })
+                }
+                Err(error) => failures.push(Failure::new(
+                    target,
+                    error,
+                    outcome.attempts,
+                    outcome.stop,
+                    outcome.last,
+                )),
+            }
+        }
+    }
+    Err(failure::give_up(&route.name, &failures))
 }
