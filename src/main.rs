@@ -1,9 +1,25 @@
-//! `llm-router` command line. Each subcommand is one role of the system.
+//! `llm-router` command line. Each subcommand is one role of the system:
+//! - `broker`: the embedded KubeMQ-compatible broker alone;
+//! - `worker`: one stateless worker replica;
+//! - `up`: broker + workers (+ the simulated provider) in one process;
+//! - `ask`: send one prompt to a route, print the answer;
+//! - `sim-provider`: the simulated OpenAI/Anthropic server.
 
+use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
 use llm_router::broker::config::{BrokerConfig, FsyncPolicy};
-use std::net::IpAddr;
+use llm_router::config::{self as router_config, RouterConfig};
+use llm_router::kubemq::client::{Client, ClientOptions, ErrorKind};
+use llm_router::kubemq::{request::RequestType, Request};
+use llm_router::routing::Router;
+use llm_router::sim::{RunningSim, SimConfig};
+use llm_router::worker::{self, Status, WorkerOptions};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +39,14 @@ struct Cli {
 enum Command {
     /// Run the embedded KubeMQ-compatible broker (gRPC, REST, health and metrics).
     Broker(BrokerArgs),
+    /// Run one worker replica: take requests off the broker's route channels and answer them.
+    Worker(WorkerArgs),
+    /// Run broker + workers (+ the simulated provider when no keys are set) in one process.
+    Up(UpArgs),
+    /// Send one prompt to a route through the broker and print the answer.
+    Ask(AskArgs),
+    /// Run the simulated OpenAI/Anthropic provider.
+    SimProvider(SimArgs),
 }
 
 #[derive(clap::Args)]
@@ -65,6 +89,166 @@ impl BrokerArgs {
     }
 }
 
+/// Where the routes come from and whether to use the simulated provider.
+#[derive(clap::Args)]
+struct RoutingArgs {
+    /// Directory of `*.toml` router config files (missing: built-in defaults).
+    #[arg(
+        long = "config",
+        env = "LLM_ROUTER_CONFIG_DIR",
+        default_value = "config"
+    )]
+    config_dir: PathBuf,
+    /// Route every endpoint to the simulated provider, started in this process.
+    #[arg(long)]
+    sim: bool,
+    /// Port of the in-process simulated provider (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    sim_port: u16,
+}
+
+#[derive(clap::Args)]
+struct WorkerArgs {
+    /// The broker's gRPC address.
+    #[arg(long, env = "LLM_ROUTER_BROKER", default_value = "127.0.0.1:50000")]
+    broker: String,
+    #[command(flatten)]
+    routing: RoutingArgs,
+    /// Address for /health, /ready and /metrics.
+    #[arg(long, env = "LLM_ROUTER_BIND", default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Port for /health, /ready and /metrics (0 picks a free one).
+    #[arg(long, env = "LLM_ROUTER_METRICS_PORT", default_value_t = 9091)]
+    metrics_port: u16,
+    /// ClientID at the broker [default: llm-router-worker-<host>-<random>].
+    #[arg(long)]
+    id: Option<String>,
+    /// Consumer group shared by the replicas.
+    #[arg(long, default_value = worker::DEFAULT_GROUP)]
+    group: String,
+    /// Most requests handled at once.
+    #[arg(long, default_value_t = 512)]
+    max_in_flight: usize,
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Worker replicas to run.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    #[command(flatten)]
+    routing: RoutingArgs,
+    /// Broker gRPC port.
+    #[arg(long, env = "GRPC_PORT", default_value_t = 50000)]
+    grpc_port: u16,
+    /// Broker REST, /health, /ready and /metrics port.
+    #[arg(long, env = "REST_PORT", default_value_t = 9090)]
+    rest_port: u16,
+    /// Workers' /health, /ready and /metrics port.
+    #[arg(long, env = "LLM_ROUTER_METRICS_PORT", default_value_t = 9091)]
+    metrics_port: u16,
+    /// Broker data directory [default: <user data dir>/llm-router/broker].
+    #[arg(long, env = "LLM_ROUTER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct AskArgs {
+    /// Route name (e.g. `openai`, `claude`).
+    route: String,
+    /// The prompt; read from stdin when omitted or `-`.
+    prompt: Option<String>,
+    /// The broker's gRPC address.
+    #[arg(long, env = "LLM_ROUTER_BROKER", default_value = "127.0.0.1:50000")]
+    broker: String,
+    /// Send an OpenAI chat request and print the chat completion JSON.
+    #[arg(long)]
+    json: bool,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Directory of `*.toml` router config files, to find the route's channel.
+    #[arg(
+        long = "config",
+        env = "LLM_ROUTER_CONFIG_DIR",
+        default_value = "config"
+    )]
+    config_dir: PathBuf,
+    /// Send to this channel instead of looking the route up.
+    #[arg(long)]
+    channel: Option<String>,
+    /// Model to ask for in JSON mode (default: the route's).
+    #[arg(long)]
+    model: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    listen: SocketAddr,
+    /// Fixed latency per answer, ms.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Extra random latency up to this many ms.
+    #[arg(long, default_value_t = 0)]
+    jitter_ms: u64,
+    /// Injected error rate by status, e.g. `--error-rate 503=0.1` (repeatable).
+    #[arg(long = "error-rate", value_parser = parse_error_rate)]
+    error_rates: Vec<(u16, f64)>,
+    /// Probability of a 429 with Retry-After.
+    #[arg(long, default_value_t = 0.0)]
+    rate_429: f64,
+    /// Retry-After of injected 429s, seconds.
+    #[arg(long, default_value_t = 1)]
+    retry_after_secs: u64,
+    /// Probability of never answering.
+    #[arg(long, default_value_t = 0.0)]
+    hang_rate: f64,
+    /// Probability of resetting the connection.
+    #[arg(long, default_value_t = 0.0)]
+    reset_rate: f64,
+    /// Requests per minute before answering 429.
+    #[arg(long)]
+    rpm_limit: Option<u32>,
+    /// Seed of the fault draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl SimArgs {
+    fn into_config(self) -> SimConfig {
+        SimConfig {
+            listen: self.listen,
+            latency_ms: self.latency_ms,
+            jitter_ms: self.jitter_ms,
+            error_rates: self.error_rates,
+            rate_429: self.rate_429,
+            retry_after_secs: self.retry_after_secs,
+            hang_rate: self.hang_rate,
+            reset_rate: self.reset_rate,
+            rpm_limit: self.rpm_limit,
+            seed: self.seed,
+            ..SimConfig::default()
+        }
+    }
+}
+
+fn parse_error_rate(s: &str) -> Result<(u16, f64), String> {
+    let (status, rate) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected STATUS=RATE (e.g. 503=0.1), got '{s}'"))?;
+    let status = status
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad status '{status}'"))?;
+    let rate = rate
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad rate '{rate}'"))?;
+    Ok((status, rate))
+}
+
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -79,11 +263,23 @@ fn init_logging(format: &str) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
-    match cli.command {
+    let result = match cli.command {
         Command::Broker(args) => run_broker(args.into_config()).await,
+        Command::Worker(args) => run_worker(args).await,
+        Command::Up(args) => run_up(args).await,
+        Command::Ask(args) => run_ask(args).await,
+        Command::SimProvider(args) => run_sim(args.into_config()).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One clear line for the person at the terminal, whatever RUST_BACKTRACE says.
+            let _ = writeln!(std::io::stderr(), "llm-router: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
@@ -107,6 +303,363 @@ async fn run_broker(config: BrokerConfig) -> anyhow::Result<()> {
         shutdown.cancel();
     });
     running.wait().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// worker and up
+// ---------------------------------------------------------------------------------------
+
+/// The router config and, when the sim serves the routes, the running sim and why.
+struct Routing {
+    config: RouterConfig,
+    sim: Option<(RunningSim, &'static str)>,
+}
+
+/// Loads the config; starts the sim when asked, or (if `fallback`) when keys are missing.
+/// Without either, missing keys are an error naming the variables.
+async fn load_routing(args: &RoutingArgs, fallback: bool) -> anyhow::Result<Routing> {
+    let config = router_config::load(Some(&args.config_dir))?;
+    let reason = if args.sim {
+        "--sim"
+    } else {
+        match config.check_keys() {
+            Ok(()) => return Ok(Routing { config, sim: None }),
+            Err(e) if fallback => {
+                tracing::debug!("{e}");
+                "no provider keys set"
+            }
+            Err(e) => bail!("{e}"),
+        }
+    };
+    let sim = llm_router::sim::start(SimConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], args.sim_port)),
+        ..SimConfig::default()
+    })
+    .await
+    .context("cannot start the simulated provider")?;
+    let config = config.with_sim(&sim.base_url());
+    Ok(Routing {
+        config,
+        sim: Some((sim, reason)),
+    })
+}
+
+fn build_router(config: &RouterConfig) -> anyhow::Result<Arc<Router>> {
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .build()
+        .context("cannot build the HTTP client")?;
+    Ok(Arc::new(Router::new(config, http)?))
+}
+
+/// Serves the workers' /health, /ready and /metrics on `addr` until `shutdown`.
+async fn spawn_http(
+    addr: SocketAddr,
+    statuses: Vec<Arc<Status>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for /metrics"))?;
+    let local = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let stop = shutdown.cancelled_owned();
+        if let Err(e) = worker::http::serve(listener, statuses, stop).await {
+            tracing::error!("metrics server failed: {e}");
+        }
+    });
+    Ok((local, task))
+}
+
+/// Cancels `token` on SIGINT/SIGTERM.
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new work, finishing requests in flight");
+        token.cancel();
+    });
+}
+
+async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let routing = load_routing(&args.routing, false).await?;
+    if let Some((sim, _)) = &routing.sim {
+        tracing::info!(
+            "--sim: every endpoint routes to the simulated provider at {}",
+            sim.base_url()
+        );
+    }
+    let router = build_router(&routing.config)?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let status = Arc::new(Status::default());
+    let addr = SocketAddr::new(args.bind, args.metrics_port);
+    let (http_addr, http) = spawn_http(addr, vec![status.clone()], shutdown.clone()).await?;
+    tracing::info!("worker health and metrics on http://{http_addr}/metrics");
+    let mut options = WorkerOptions::new(args.broker, args.id.unwrap_or_else(worker::default_id));
+    options.group = args.group;
+    options.max_in_flight = args.max_in_flight;
+    let result = worker::run(options, router, status, shutdown.clone().cancelled_owned()).await;
+    shutdown.cancel();
+    let _ = http.await;
+    stop_sim(routing.sim).await;
+    Ok(result?)
+}
+
+async fn stop_sim(sim: Option<(RunningSim, &'static str)>) {
+    if let Some((sim, _)) = sim {
+        sim.shutdown.cancel();
+        let _ = sim.task.await;
+    }
+}
+
+async fn run_up(args: UpArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let broker = llm_router::broker::start(up_broker_config(&args)).await?;
+    let routing = load_routing(&args.routing, true).await?;
+    let router = build_router(&routing.config)?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let statuses: Vec<_> = (0..args.workers.max(1))
+        .map(|_| Arc::new(Status::default()))
+        .collect();
+    let http_addr = SocketAddr::from(([127, 0, 0, 1], args.metrics_port));
+    let (http_addr, http) = spawn_http(http_addr, statuses.clone(), shutdown.clone()).await?;
+    let mut workers = tokio::task::JoinSet::new();
+    for (i, status) in statuses.iter().enumerate() {
+        let options = WorkerOptions::new(
+            broker.grpc_addr.to_string(),
+            format!("llm-router-up-worker-{}", i + 1),
+        );
+        let stop = shutdown.clone().cancelled_owned();
+        workers.spawn(worker::run(options, router.clone(), status.clone(), stop));
+    }
+    wait_ready(&statuses, Duration::from_secs(10)).await;
+    let summary = UpSummary {
+        broker: &broker,
+        http: http_addr,
+        routing: &routing,
+        workers: statuses.len(),
+        ready_in: started.elapsed(),
+    };
+    print_stdout(&summary.render())?;
+    let mut failed = None;
+    while let Some(result) = workers.join_next().await {
+        if let Ok(Err(e)) = result {
+            tracing::error!("worker stopped: {e}");
+            failed.get_or_insert(e);
+            shutdown.cancel();
+        }
+    }
+    shutdown.cancel();
+    let _ = http.await;
+    stop_sim(routing.sim).await;
+    broker.shutdown().await;
+    failed.map_or(Ok(()), |e| Err(e.into()))
+}
+
+fn up_broker_config(args: &UpArgs) -> BrokerConfig {
+    let mut config = BrokerConfig {
+        bind: IpAddr::from([127, 0, 0, 1]),
+        grpc_port: args.grpc_port,
+        rest_port: args.rest_port,
+        ..BrokerConfig::default()
+    };
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    config
+}
+
+async fn wait_ready(statuses: &[Arc<Status>], limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !statuses.iter().all(|s| s.is_ready()) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// What `up` prints once everything listens.
+struct UpSummary<'a> {
+    broker: &'a llm_router::broker::RunningBroker,
+    http: SocketAddr,
+    routing: &'a Routing,
+    workers: usize,
+    ready_in: Duration,
+}
+
+impl UpSummary<'_> {
+    fn render(&self) -> String {
+        let routes: Vec<String> = self
+            .routing
+            .config
+            .routes
+            .iter()
+            .map(|r| format!("{} → {}", r.name, r.channel))
+            .collect();
+        let provider = match &self.routing.sim {
+            Some((sim, why)) => format!(
+                "{why}: every route answers from the built-in simulated provider at {}",
+                sim.base_url()
+            ),
+            None => "real providers (keys from the environment)".to_owned(),
+        };
+        let example = self
+            .routing
+            .config
+            .routes
+            .first()
+            .map_or("openai", |r| r.name.as_str());
+        format!(
+            "llm-router up: ready in {} ms\n  gRPC (KubeMQ)  {}\n  REST (KubeMQ)  http://{}   (/health /ready /metrics)\n  workers        {} in group {}, metrics http://{}/metrics\n  routes         {}\n  provider       {}\n  try            llm-router ask {example} \"Hello\" --broker {}\n",
+            self.ready_in.as_millis(),
+            self.broker.grpc_addr,
+            self.broker.rest_addr,
+            self.workers,
+            worker::DEFAULT_GROUP,
+            self.http,
+            routes.join(", "),
+            provider,
+            self.broker.grpc_addr,
+        )
+    }
+}
+
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// ask
+// ---------------------------------------------------------------------------------------
+
+async fn run_ask(args: AskArgs) -> anyhow::Result<()> {
+    let channel = match &args.channel {
+        Some(channel) => channel.clone(),
+        None => route_channel(&args)?,
+    };
+    let prompt = read_prompt(args.prompt.as_deref())?;
+    let (body, tags) = ask_body(&args, &prompt)?;
+    let timeout = Duration::try_from_secs_f64(args.timeout)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .ok_or_else(|| anyhow!("--timeout must be a positive number of seconds"))?;
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let client = Client::connect(ClientOptions::new(
+        &args.broker,
+        format!("llm-router-ask-{host}"),
+    ))
+    .await
+    .with_context(|| format!("cannot reach the broker at {}", args.broker))?;
+    let request = Request {
+        request_type_data: RequestType::Query as i32,
+        client_id: client.client_id().to_owned(),
+        channel: channel.clone(),
+        body,
+        timeout: i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX),
+        tags,
+        ..Request::default()
+    };
+    let response = client.send_request(request).await.map_err(|e| match e.kind() {
+        ErrorKind::TimedOut => anyhow!(
+            "no answer on channel '{channel}' within {}s: is a worker running? (llm-router worker --broker {})",
+            args.timeout,
+            args.broker
+        ),
+        _ => anyhow!("request on channel '{channel}' failed: {e}"),
+    })?;
+    print_answer(&args, &response)
+}
+
+fn route_channel(args: &AskArgs) -> anyhow::Result<String> {
+    let config = router_config::load(Some(&args.config_dir))?;
+    if let Some(route) = config.routes.iter().find(|r| r.name == args.route) {
+        return Ok(route.channel.clone());
+    }
+    let known: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+    bail!(
+        "unknown route '{}'; configured routes: {} (or pass --channel)",
+        args.route,
+        known.join(", ")
+    )
+}
+
+fn read_prompt(arg: Option<&str>) -> anyhow::Result<String> {
+    match arg {
+        Some(p) if p != "-" => Ok(p.to_owned()),
+        _ => {
+            let mut prompt = String::new();
+            std::io::stdin()
+                .read_to_string(&mut prompt)
+                .context("cannot read the prompt from stdin")?;
+            let prompt = prompt.trim_end_matches(['\n', '\r']);
+            if prompt.trim().is_empty() {
+                bail!("empty prompt: pass it as an argument or on stdin");
+            }
+            Ok(prompt.to_owned())
+        }
+    }
+}
+
+fn ask_body(
+    args: &AskArgs,
+    prompt: &str,
+) -> anyhow::Result<(Vec<u8>, std::collections::HashMap<String, String>)> {
+    let mut tags = std::collections::HashMap::new();
+    if !args.json {
+        return Ok((prompt.as_bytes().to_vec(), tags));
+    }
+    tags.insert(
+        "content-type".to_owned(),
+        worker::wire::JSON_CONTENT_TYPE.to_owned(),
+    );
+    let mut request = serde_json::json!({ "messages": [{ "role": "user", "content": prompt }] });
+    if let Some(model) = &args.model {
+        request["model"] = serde_json::Value::String(model.clone());
+    }
+    Ok((serde_json::to_vec(&request)?, tags))
+}
+
+fn print_answer(args: &AskArgs, response: &llm_router::kubemq::Response) -> anyhow::Result<()> {
+    if !response.executed {
+        let detail = if response.error.is_empty() {
+            "the worker gave no reason"
+        } else {
+            &response.error
+        };
+        bail!("route '{}' failed: {detail}", args.route);
+    }
+    let body: serde_json::Value =
+        serde_json::from_slice(&response.body).context("the answer is not JSON")?;
+    if args.json {
+        return print_stdout(&format!("{}\n", serde_json::to_string_pretty(&body)?));
+    }
+    match body.get("response").and_then(|r| r.as_str()) {
+        Some(text) => print_stdout(&format!("{text}\n")),
+        None => bail!("the answer has no \"response\" field: {body}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// sim-provider
+// ---------------------------------------------------------------------------------------
+
+async fn run_sim(config: SimConfig) -> anyhow::Result<()> {
+    let sim = llm_router::sim::start(config)
+        .await
+        .context("cannot start the simulated provider")?;
+    tracing::info!(
+        "simulated provider listening on {} (OpenAI: POST /v1/chat/completions, Anthropic: POST /v1/messages)",
+        sim.base_url()
+    );
+    shutdown_signal().await;
+    sim.shutdown.cancel();
+    let _ = sim.task.await;
     Ok(())
 }
 

@@ -1,0 +1,450 @@
+//! Workers over real loopback: the embedded broker, worker replicas routing to the
+//! simulated provider, and the official `kubemq` crate as the caller.
+#![expect(clippy::expect_used, reason = "a failed step fails the test")]
+
+mod common;
+
+use common::TestBroker;
+use kubemq::prelude::*;
+use llm_router::broker::pubsub::stats::Kind;
+use llm_router::routing::Router;
+use llm_router::sim::{RunningSim, SimConfig};
+use llm_router::worker::{self, Status, WorkerError, WorkerOptions};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const OPENAI: &str = "openai_requests";
+const CLAUDE: &str = "claude_requests";
+
+struct Worker {
+    id: String,
+    status: Arc<Status>,
+    stop: CancellationToken,
+    task: JoinHandle<std::result::Result<(), WorkerError>>,
+}
+
+/// Broker, sim provider and a router on the default routes pointed at the sim.
+struct Setup {
+    broker: TestBroker,
+    sim: RunningSim,
+    router: Arc<Router>,
+    workers: Vec<Worker>,
+}
+
+async fn setup(sim: SimConfig) -> Setup {
+    let broker = common::start_broker().await;
+    let sim = llm_router::sim::start(SimConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..sim
+    })
+    .await
+    .expect("start sim");
+    let config = llm_router::config::load_with_env(None, &HashMap::new())
+        .expect("default config")
+        .with_sim(&sim.base_url());
+    let router = Router::new(&config, reqwest::Client::new()).expect("router");
+    Setup {
+        broker,
+        sim,
+        router: Arc::new(router),
+        workers: Vec::new(),
+    }
+}
+
+impl Setup {
+    /// Starts worker `id` and waits until its subscriptions reached the broker.
+    async fn add_worker(&mut self, id: &str) {
+        let status = Arc::new(Status::default());
+        let stop = CancellationToken::new();
+        let options = WorkerOptions::new(self.broker.grpc_address(), id);
+        let task = tokio::spawn(worker::run(
+            options,
+            self.router.clone(),
+            status.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+        let expected = self.workers.len() + 1;
+        let b = self.broker.running.broker.clone();
+        common::eventually("worker subscribed", || {
+            status.is_ready()
+                && b.pubsub.subscriber_count(Kind::Queries, OPENAI) >= expected
+                && b.pubsub.subscriber_count(Kind::Queries, CLAUDE) >= expected
+        })
+        .await;
+        self.workers.push(Worker {
+            id: id.to_owned(),
+            status,
+            stop,
+            task,
+        });
+    }
+
+    async fn with_workers(sim: SimConfig, n: usize) -> Self {
+        let mut s = setup(sim).await;
+        for i in 0..n {
+            s.add_worker(&format!("w{i}")).await;
+        }
+        s
+    }
+
+    async fn stop(self) {
+        for w in &self.workers {
+            w.stop.cancel();
+        }
+        for w in self.workers {
+            let _ = w.task.await;
+        }
+        self.sim.shutdown.cancel();
+        self.broker.stop().await;
+    }
+}
+
+fn query(channel: &str, body: impl Into<Vec<u8>>, timeout: Duration) -> Query {
+    Query::builder()
+        .channel(channel)
+        .body(body.into())
+        .timeout(timeout)
+        .build()
+}
+
+fn json_query(channel: &str, body: impl Into<Vec<u8>>) -> Query {
+    Query::builder()
+        .channel(channel)
+        .body(body.into())
+        .timeout(Duration::from_secs(10))
+        .add_tag("content-type", "application/json")
+        .build()
+}
+
+fn body_json(resp: &QueryResponse) -> Value {
+    serde_json::from_slice(&resp.body).expect("reply body is JSON")
+}
+
+#[tokio::test]
+async fn seed_mode_round_trip_on_both_article_channels() {
+    let s = Setup::with_workers(SimConfig::default(), 1).await;
+    let caller = s.broker.sdk("article-client").await;
+    for channel in [OPENAI, CLAUDE] {
+        let resp = caller
+            .send_query(query(channel, "What is KubeMQ?", Duration::from_secs(10)))
+            .await
+            .expect("query");
+        assert!(resp.executed, "{channel}: {}", resp.error);
+        assert_eq!(resp.response_client_id, "w0");
+        let text = body_json(&resp)["response"]
+            .as_str()
+            .expect("\"response\" is a string")
+            .to_owned();
+        assert!(text.contains("What is KubeMQ?"), "{channel}: {text}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn json_mode_round_trip_returns_a_chat_completion() {
+    let s = Setup::with_workers(SimConfig::default(), 1).await;
+    let caller = s.broker.sdk("json-client").await;
+    let request = r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hello router"}]}"#;
+    let resp = caller
+        .send_query(json_query(OPENAI, request))
+        .await
+        .expect("query");
+    assert!(resp.executed, "{}", resp.error);
+    let c = body_json(&resp);
+    assert_eq!(c["object"], "chat.completion");
+    assert_eq!(c["choices"][0]["index"], 0);
+    assert_eq!(c["choices"][0]["message"]["role"], "assistant");
+    let content = c["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content");
+    assert!(content.contains("hello router"), "{content}");
+    assert!(c["choices"][0]["finish_reason"].is_string());
+    let usage = &c["usage"];
+    assert_eq!(
+        usage["total_tokens"].as_u64(),
+        Some(
+            usage["prompt_tokens"].as_u64().expect("prompt")
+                + usage["completion_tokens"].as_u64().expect("completion")
+        )
+    );
+    assert!(c["llm_router"]["endpoint"].is_string());
+    assert!(c["llm_router"]["attempts"].as_u64() >= Some(1));
+    assert!(c["created"].as_i64() > Some(0));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn three_workers_share_the_load_through_the_group() {
+    let sim = SimConfig {
+        latency_ms: 20,
+        ..SimConfig::default()
+    };
+    let s = Setup::with_workers(sim, 3).await;
+    let caller = s.broker.sdk("load-client").await;
+    let mut calls = Vec::new();
+    for i in 0..90 {
+        let c = caller.clone();
+        calls.push(tokio::spawn(async move {
+            c.send_query(query(
+                OPENAI,
+                format!("prompt {i}"),
+                Duration::from_secs(10),
+            ))
+            .await
+        }));
+    }
+    let mut per_worker: HashMap<String, usize> = HashMap::new();
+    for call in calls {
+        let resp = call.await.expect("join").expect("query");
+        assert!(resp.executed, "{}", resp.error);
+        *per_worker.entry(resp.response_client_id).or_default() += 1;
+    }
+    for w in &s.workers {
+        let n = per_worker.get(&w.id).copied().unwrap_or(0);
+        assert!(n >= 15, "unfair share: {per_worker:?}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_bodies_get_clear_errors_and_the_worker_keeps_serving() {
+    let s = Setup::with_workers(SimConfig::default(), 1).await;
+    let caller = s.broker.sdk("bad-client").await;
+    let t = Duration::from_secs(10);
+
+    let resp = caller
+        .send_query(query(OPENAI, vec![0xff, 0xfe, 0x00, 0xc3], t))
+        .await
+        .expect("query");
+    assert!(!resp.executed);
+    assert!(resp.error.contains("not valid UTF-8"), "{}", resp.error);
+    assert_eq!(body_json(&resp)["error"], Value::String(resp.error.clone()));
+
+    let resp = caller
+        .send_query(json_query(OPENAI, "{\"messages\": [oops"))
+        .await
+        .expect("query");
+    assert!(!resp.executed);
+    assert!(
+        resp.error.contains("not a valid OpenAI chat request"),
+        "{}",
+        resp.error
+    );
+    assert_eq!(body_json(&resp)["error"]["code"], "bad_request");
+
+    let resp = caller
+        .send_query(json_query(OPENAI, r#"{"messages": []}"#))
+        .await
+        .expect("query");
+    assert!(!resp.executed);
+    assert!(resp.error.contains("messages"), "{}", resp.error);
+
+    let resp = caller
+        .send_query(query(OPENAI, "still there?", t))
+        .await
+        .expect("query");
+    assert!(resp.executed, "{}", resp.error);
+    assert!(body_json(&resp)["response"].is_string());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_channel_no_route_serves_times_out_with_an_error() {
+    let s = Setup::with_workers(SimConfig::default(), 1).await;
+    let caller = s.broker.sdk("lost-client").await;
+    let started = Instant::now();
+    let err = caller
+        .send_query(query(
+            "no_such_route_requests",
+            "hello",
+            Duration::from_secs(1),
+        ))
+        .await
+        .expect_err("nobody serves that channel");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(err.to_string().contains("301"), "{err}");
+    // The worker is unaffected.
+    let resp = caller
+        .send_query(query(OPENAI, "hello", Duration::from_secs(10)))
+        .await
+        .expect("query");
+    assert!(resp.executed, "{}", resp.error);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_request_never_leaves_the_caller_past_its_timeout() {
+    let sim = SimConfig {
+        latency_ms: 800,
+        ..SimConfig::default()
+    };
+    let mut s = Setup::with_workers(sim, 3).await;
+    let caller = s.broker.sdk("victim-client").await;
+    let timeout = Duration::from_secs(3);
+    let mut calls = Vec::new();
+    for i in 0..6 {
+        let c = caller.clone();
+        calls.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let r = c
+                .send_query(query(OPENAI, format!("slow {i}"), timeout))
+                .await;
+            (r, started.elapsed())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed = s.workers.remove(0);
+    killed.task.abort();
+    let (mut answered, mut timed_out) = (0, 0);
+    for call in calls {
+        let (result, elapsed) = call.await.expect("join");
+        assert!(
+            elapsed < timeout + Duration::from_secs(1),
+            "silent for {elapsed:?}"
+        );
+        match result {
+            Ok(resp) => {
+                assert!(resp.executed, "{}", resp.error);
+                assert_ne!(resp.response_client_id, killed.id);
+                answered += 1;
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("301"), "{e}");
+                timed_out += 1;
+            }
+        }
+    }
+    assert!(answered >= 2, "answered {answered}, timed out {timed_out}");
+    // The survivors serve everything from now on.
+    let b = s.broker.running.broker.clone();
+    common::eventually("killed worker left the group", || {
+        b.pubsub.subscriber_count(Kind::Queries, OPENAI) == 2
+    })
+    .await;
+    for i in 0..4 {
+        let resp = caller
+            .send_query(query(OPENAI, format!("after {i}"), timeout))
+            .await
+            .expect("query after the kill");
+        assert!(resp.executed);
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests_and_leaves_the_group() {
+    let sim = SimConfig {
+        latency_ms: 500,
+        ..SimConfig::default()
+    };
+    let mut s = Setup::with_workers(sim, 1).await;
+    let caller = s.broker.sdk("drain-client").await;
+    let c = caller.clone();
+    let call = tokio::spawn(async move {
+        c.send_query(query(OPENAI, "finish me", Duration::from_secs(5)))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let w = s.workers.remove(0);
+    w.stop.cancel();
+    let resp = call.await.expect("join").expect("in-flight query answered");
+    assert!(resp.executed, "{}", resp.error);
+    w.task.await.expect("join").expect("worker stops cleanly");
+    assert!(!w.status.is_ready());
+    let b = s.broker.running.broker.clone();
+    common::eventually("worker left the group", || {
+        b.pubsub.subscriber_count(Kind::Queries, OPENAI) == 0
+    })
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn worker_resubscribes_after_a_broker_restart() {
+    let mut s = Setup::with_workers(SimConfig::default(), 1).await;
+    let port = s.broker.running.grpc_addr.port();
+    let caller = s.broker.sdk("before-restart").await;
+    let resp = caller
+        .send_query(query(OPENAI, "before", Duration::from_secs(5)))
+        .await
+        .expect("query");
+    assert!(resp.executed);
+    drop(caller);
+
+    let placeholder = common::start_broker().await;
+    let old = std::mem::replace(&mut s.broker, placeholder);
+    let dir = old.stop().await;
+    let mut config = common::config(dir.path());
+    config.grpc_port = port;
+    let restarted = common::start_broker_with(config, dir).await;
+    let spare = std::mem::replace(&mut s.broker, restarted);
+    spare.stop().await;
+
+    let b = s.broker.running.broker.clone();
+    let status = s.workers[0].status.clone();
+    common::eventually("worker resubscribed", || {
+        b.pubsub.subscriber_count(Kind::Queries, OPENAI) == 1
+            && b.pubsub.subscriber_count(Kind::Queries, CLAUDE) == 1
+            && status.is_ready()
+    })
+    .await;
+    let caller = s.broker.sdk("after-restart").await;
+    let resp = caller
+        .send_query(query(OPENAI, "after", Duration::from_secs(5)))
+        .await
+        .expect("query after restart");
+    assert!(resp.executed, "{}", resp.error);
+    assert_eq!(resp.response_client_id, "w0");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_endpoint_reports_requests_by_route_and_outcome() {
+    let s = Setup::with_workers(SimConfig::default(), 1).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = CancellationToken::new();
+    let statuses = vec![s.workers[0].status.clone()];
+    let http = tokio::spawn(worker::http::serve(
+        listener,
+        statuses,
+        stop.clone().cancelled_owned(),
+    ));
+    let caller = s.broker.sdk("metrics-client").await;
+    caller
+        .send_query(query(OPENAI, "count me", Duration::from_secs(5)))
+        .await
+        .expect("query");
+    caller
+        .send_query(query(OPENAI, vec![0xff], Duration::from_secs(5)))
+        .await
+        .expect("query");
+    let get = |path: &str| reqwest::get(format!("http://{addr}{path}"));
+    let ready = get("/ready").await.expect("ready");
+    assert_eq!(ready.status(), 200);
+    assert_eq!(get("/health").await.expect("health").status(), 200);
+    let text = get("/metrics")
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    for needle in [
+        "llm_router_requests_total{route=\"openai\",outcome=\"ok\"}",
+        "llm_router_requests_total{route=\"openai\",outcome=\"bad_request\"}",
+        "llm_router_request_duration_seconds",
+        "llm_router_overhead_seconds",
+        "llm_router_in_flight_requests",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+    stop.cancel();
+    http.await.expect("join").expect("serve");
+    s.stop().await;
+}

@@ -1,0 +1,121 @@
+//! Black-box checks of the binary: `worker` refuses to start without keys, `up --sim`
+//! prints where it listens and answers `ask`, and SIGTERM stops it cleanly.
+#![expect(clippy::expect_used, reason = "a failed step fails the test")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The binary, run in an empty directory (no `.env`, no `config/`) without provider keys.
+fn llm_router(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-router"));
+    cmd.current_dir(dir)
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("LLM_ROUTER_CONFIG_DIR")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+fn ask(dir: &std::path::Path, grpc: u16, args: &[&str]) -> Output {
+    llm_router(dir)
+        .arg("ask")
+        .args(["--broker", &format!("127.0.0.1:{grpc}")])
+        .args(args)
+        .output()
+        .expect("run ask")
+}
+
+#[test]
+fn worker_without_keys_refuses_to_start_naming_the_variable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = llm_router(dir.path())
+        .args(["worker", "--broker", "127.0.0.1:9", "--metrics-port", "0"])
+        .output()
+        .expect("run worker");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("OPENAI_API_KEY"), "{stderr}");
+    assert!(stderr.contains("--sim"), "{stderr}");
+}
+
+/// Reads `up`'s stdout until its ready block is complete.
+fn read_ready_block(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut block = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("read stdout");
+        block.push_str(&line);
+        block.push('\n');
+        if line.trim_start().starts_with("try") {
+            break;
+        }
+    }
+    block
+}
+
+#[test]
+fn up_with_sim_serves_ask_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (grpc, rest, metrics) = (free_port(), free_port(), free_port());
+    let started = Instant::now();
+    let mut child = llm_router(dir.path())
+        .args(["up", "--workers", "2"])
+        .args(["--grpc-port", &grpc.to_string()])
+        .args(["--rest-port", &rest.to_string()])
+        .args(["--metrics-port", &metrics.to_string()])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn up");
+    let block = read_ready_block(&mut child);
+    assert!(started.elapsed() < Duration::from_secs(10), "slow start");
+    assert!(block.contains(&format!("127.0.0.1:{grpc}")), "{block}");
+    assert!(block.contains(&format!("127.0.0.1:{rest}")), "{block}");
+    assert!(block.contains("simulated provider"), "{block}");
+    assert!(block.contains("no provider keys"), "{block}");
+
+    let out = ask(dir.path(), grpc, &["openai", "hello from the test"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hello from the test"));
+
+    let out = ask(dir.path(), grpc, &["claude", "--json", "json please"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let completion: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(completion["object"], "chat.completion");
+
+    let out = ask(dir.path(), grpc, &["no-such-route", "x"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown route 'no-such-route'"));
+
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(killed.map(|s| s.success()).unwrap_or(false));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "up exited with {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "up did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
