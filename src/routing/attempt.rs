@@ -14,8 +14,8 @@ use tokio::time::Instant;
 /// Why an attempt did not produce an answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttemptError {
-    /// The provider call failed. `cut_short`: its timeout was the request's remaining
-    /// time, not the endpoint's own timeout.
+    /// The provider call failed. `cut_short`: it timed out, and its timeout was the
+    /// request's remaining time, not the endpoint's own timeout.
     Provider {
         error: ProviderError,
         cut_short: bool,
@@ -106,7 +106,8 @@ pub async fn attempt(
             Ok(response)
         }
         Err(error) => {
-            let cut_short = timeout < endpoint.timeout;
+            let cut_short =
+                timeout < endpoint.timeout && matches!(error, ProviderError::Timeout(_));
             *tally.last.lock() = Some(error.clone());
             admission.settle(verdict(&error, cut_short));
             Err(AttemptError::Provider { error, cut_short })
