@@ -562,3 +562,31 @@ async fn deadline_already_passed_tries_nothing() {
     assert_eq!(summary(err), "a not tried: deadline reached");
     assert_eq!(a.fake.calls(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn metrics_name_the_endpoints_and_routes() {
+    let handle = crate::metrics::handle();
+    metrics::describe();
+    let a = ep("metrics-a", fake::status(503));
+    let mut b = ep("metrics-b", Step::Answer);
+    b.limits.requests_per_minute = Some(1);
+    let targets = vec![target("metrics-a", 1, 1), target("metrics-b", 2, 1)];
+    let r = router(&[&a, &b], targets, retry(2));
+    ask(&r, 60 * SEC).await.unwrap();
+    tokio::time::advance(30 * SEC).await;
+    ask(&r, 60 * SEC).await.unwrap();
+    let text = handle.render();
+    for series in [
+        "llm_router_retries_total{endpoint=\"metrics-a\"}",
+        "llm_router_failovers_total{route=\"r\"}",
+        "llm_router_circuit_state{endpoint=\"metrics-a\"}",
+        "llm_router_rate_limit_waits_total{endpoint=\"metrics-b\"} 1",
+        "llm_router_in_flight{endpoint=\"metrics-b\"} 0",
+        "llm_router_tokens_total{endpoint=\"metrics-b\",kind=\"prompt\"} 20",
+        "llm_router_tokens_total{endpoint=\"metrics-b\",kind=\"completion\"} 10",
+        "llm_router_upstream_latency_seconds_count{endpoint=\"metrics-a\"}",
+        "# HELP llm_router_circuit_state Circuit breaker state by endpoint: 0 closed, 1 half-open, 2 open.",
+    ] {
+        assert!(text.contains(series), "missing {series} in\n{text}");
+    }
+}
