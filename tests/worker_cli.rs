@@ -119,3 +119,69 @@ fn up_with_sim_serves_ask_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Kills a child process when the test ends, however it ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn standalone_worker_with_sim_answers_and_counts_in_its_own_metrics() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (grpc, rest, metrics) = (free_port(), free_port(), free_port());
+    let _broker = Guard(
+        llm_router(dir.path())
+            .args(["broker", "--grpc-port", &grpc.to_string()])
+            .args(["--rest-port", &rest.to_string()])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn broker"),
+    );
+    let _worker = Guard(
+        llm_router(dir.path())
+            .args(["worker", "--sim", "--broker", &format!("127.0.0.1:{grpc}")])
+            .args(["--metrics-port", &metrics.to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn worker"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = ask(
+            dir.path(),
+            grpc,
+            &["--timeout", "2", "openai", "standalone"],
+        );
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("standalone"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let text = rt.block_on(async {
+        let url = format!("http://127.0.0.1:{metrics}/metrics");
+        reqwest::get(url)
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body")
+    });
+    assert!(
+        text.contains("llm_router_requests_total{route=\"openai\",outcome=\"ok\"} 1"),
+        "{text}"
+    );
+}

@@ -416,6 +416,7 @@ impl ConnectionHandler {
                     active,
                     events: self.events.clone(),
                     options: self.options.clone(),
+                    was_lost: false,
                 };
                 self.subscriptions.spawn(task.run());
             }
@@ -459,6 +460,8 @@ struct SubscriptionTask {
     active: Arc<AtomicBool>,
     events: broadcast::Sender<Event>,
     options: ClientOptions,
+    /// Set when an established stream was lost, so the next success logs "resubscribed".
+    was_lost: bool,
 }
 
 /// How one subscribe attempt ended.
@@ -497,6 +500,7 @@ impl SubscriptionTask {
                 } => {
                     if established {
                         tracing::warn!(%channel, "subscription lost, resubscribing: {reason}");
+                        self.was_lost = true;
                         delays = self.options.backoff();
                     } else {
                         tracing::debug!(%channel, "subscribe failed, retrying: {reason}");
@@ -549,10 +553,14 @@ impl SubscriptionTask {
         }
     }
 
-    fn mark_active(&self) {
+    fn mark_active(&mut self) {
         if !self.active.swap(true, Ordering::AcqRel) {
             let channel = self.subscribe.channel.clone();
-            tracing::debug!(%channel, "subscribed");
+            if std::mem::take(&mut self.was_lost) {
+                tracing::info!(%channel, "resubscribed");
+            } else {
+                tracing::debug!(%channel, "subscribed");
+            }
             let _ = self.events.send(Event::Subscribed { channel });
         }
     }

@@ -23,10 +23,13 @@ pub const REPLY_ERRORS: &str = "llm_router_reply_errors_total";
 /// Tokens used by answered requests, by `route` and `kind` (`prompt`, `completion`).
 pub const TOKENS: &str = "llm_router_route_tokens_total";
 
-/// Gives every series its help text, once per process.
+/// Installs the process's recorder if needed and gives every series its help text, once
+/// per process.
 pub fn describe() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        // Series recorded before the recorder exists would be lost: install it first.
+        crate::metrics::handle();
         describe_counter!(REQUESTS, "Requests answered by workers, by route and outcome.");
         describe_histogram!(DURATION, Unit::Seconds, "Worker end-to-end time from receiving a request to sending its reply, by route.");
         describe_histogram!(OVERHEAD, Unit::Seconds, "End-to-end time minus time spent in the router (upstream, retries, limit waits), by route.");
