@@ -448,3 +448,46 @@ async fn metrics_endpoint_reports_requests_by_route_and_outcome() {
     http.await.expect("join").expect("serve");
     s.stop().await;
 }
+
+/// Rough throughput of one worker over loopback (debug builds are far slower than
+/// release): `cargo test --release --test worker -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "load figure, not a check"]
+async fn one_worker_throughput() {
+    let s = Setup::with_workers(SimConfig::default(), 1).await;
+    let caller = s.broker.sdk("load").await;
+    let (callers, per_caller) = (64, 80);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..callers {
+        let caller = caller.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            for i in 0..per_caller {
+                let t = Instant::now();
+                let resp = caller
+                    .send_query(query(OPENAI, format!("c{c} q{i}"), Duration::from_secs(10)))
+                    .await
+                    .expect("query");
+                assert!(resp.executed, "{}", resp.error);
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("join"));
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let pct = |p: usize| all[(all.len() * p / 100).min(all.len() - 1)];
+    eprintln!(
+        "{} queries in {elapsed:?}: {:.0}/s, p50 {:?}, p99 {:?}",
+        all.len(),
+        all.len() as f64 / elapsed.as_secs_f64(),
+        pct(50),
+        pct(99)
+    );
+    s.stop().await;
+}
