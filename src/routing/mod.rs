@@ -19,7 +19,7 @@ mod table;
 mod tests;
 
 use crate::config::{ConfigError, RouterConfig};
-use crate::provider::{ChatRequest, ChatResponse, FailureKind, Provider};
+use crate::provider::{ChatRequest, ChatResponse, FailureKind, Provider, ProviderError};
 use attempt::AttemptError;
 use failure::Failure;
 use serde::Serialize;
@@ -164,7 +164,7 @@ async fn serve(
                 Err(AttemptError::Provider { error, .. }) if error.kind() == FailureKind::Fatal => {
                     return Err(RouteError::BadRequest {
                         route: route.name.clone(),
-                        detail: format!("{} rejected the request: {error}", target.endpoint.name),
+                        detail: fatal_detail(&target.endpoint.name, &error),
                     })
                 }
                 Err(error) => failures.push(Failure::new(
@@ -178,4 +178,12 @@ async fn serve(
         }
     }
     Err(failure::give_up(&route.name, &failures))
+}
+
+/// Why a failure that no other target can fix ended the request.
+fn fatal_detail(endpoint: &str, error: &ProviderError) -> String {
+    match error {
+        ProviderError::Decode(_) => format!("{endpoint} sent an unreadable answer: {error}"),
+        _ => format!("{endpoint} rejected the request: {error}"),
+    }
 }
