@@ -313,7 +313,7 @@ async fn run_broker(config: BrokerConfig) -> anyhow::Result<()> {
 /// The router config and, when the sim serves the routes, the running sim and why.
 struct Routing {
     config: RouterConfig,
-    sim: Option<(RunningSim, &'static str)>,
+    sim: Option<(RunningSim, String)>,
 }
 
 /// Loads the config; starts the sim when asked, or (if `fallback`) when keys are missing.
@@ -321,14 +321,11 @@ struct Routing {
 async fn load_routing(args: &RoutingArgs, fallback: bool) -> anyhow::Result<Routing> {
     let config = router_config::load(Some(&args.config_dir))?;
     let reason = if args.sim {
-        "--sim"
+        "--sim".to_owned()
     } else {
         match config.check_keys() {
             Ok(()) => return Ok(Routing { config, sim: None }),
-            Err(e) if fallback => {
-                tracing::debug!("{e}");
-                "no provider keys set"
-            }
+            Err(_) if fallback => missing_keys_reason(&config),
             Err(e) => bail!("{e}"),
         }
     };
@@ -343,6 +340,24 @@ async fn load_routing(args: &RoutingArgs, fallback: bool) -> anyhow::Result<Rout
         config,
         sim: Some((sim, reason)),
     })
+}
+
+/// "no provider keys set (OPENAI_API_KEY, ANTHROPIC_API_KEY)", naming what is missing.
+fn missing_keys_reason(config: &RouterConfig) -> String {
+    let mut vars: Vec<String> = config
+        .missing_keys()
+        .into_iter()
+        .map(|m| m.variable)
+        .collect();
+    vars.sort();
+    vars.dedup();
+    let all_missing = config.endpoints.iter().all(|e| e.api_key.is_none());
+    let what = if all_missing {
+        "no provider keys set"
+    } else {
+        "provider keys missing"
+    };
+    format!("{what} ({})", vars.join(", "))
 }
 
 fn build_router(config: &RouterConfig) -> anyhow::Result<Arc<Router>> {
@@ -406,7 +421,7 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     Ok(result?)
 }
 
-async fn stop_sim(sim: Option<(RunningSim, &'static str)>) {
+async fn stop_sim(sim: Option<(RunningSim, String)>) {
     if let Some((sim, _)) = sim {
         sim.shutdown.cancel();
         let _ = sim.task.await;
