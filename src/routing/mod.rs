@@ -183,7 +183,7 @@ async fn serve(
 /// Why a failure that no other target can fix ended the request.
 fn fatal_detail(endpoint: &str, error: &ProviderError) -> String {
     match error {
-        ProviderError::Decode(_) => format!("{endpoint} sent an unreadable answer: {error}"),
+        ProviderError::Decode(why) => format!("{endpoint} sent an unreadable answer ({why})"),
         _ => format!("{endpoint} rejected the request: {error}"),
     }
 }
