@@ -5,3 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --locked
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/python-interop.sh
+LLM_ROUTER_BIN=target/debug/llm-router bash scripts/up-interop.sh

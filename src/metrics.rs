@@ -1,23 +1,35 @@
 //! Prometheus metrics shared by every role: one recorder per process, names prefixed
 //! `llm_router_`, labels bounded.
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Latency buckets from 0.5 ms (broker overhead) to 60 s (slow completions).
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
 /// Installs the process-wide recorder on first use and returns the handle that renders
 /// `/metrics`. Several brokers in one process (tests) share it.
 pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        // Buckets make `_seconds` series histograms (not summaries), so Prometheus can
+        // aggregate them across replicas with histogram_quantile.
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
         }
         crate::broker::metrics::describe();
+        crate::routing::metrics::describe();
         handle
     })
 }
