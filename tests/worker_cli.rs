@@ -62,26 +62,42 @@ fn read_ready_block(child: &mut Child) -> String {
     block
 }
 
+/// The port of the address that follows `label` in `up`'s ready block.
+fn port_after(block: &str, label: &str) -> Option<u16> {
+    let line = block.lines().find(|l| l.trim_start().starts_with(label))?;
+    let addr = line.split_whitespace().find(|w| w.contains("127.0.0.1:"))?;
+    addr.rsplit(':').next()?.trim_end_matches('/').parse().ok()
+}
+
 #[test]
 fn up_with_sim_serves_ask_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("dir");
-    let (grpc, rest, metrics) = (free_port(), free_port(), free_port());
+    let log = std::fs::File::create(dir.path().join("up.log")).expect("log file");
     let started = Instant::now();
+    // Port 0 everywhere: `up` reports the ports it got, so no other process can take
+    // them between picking and binding.
     let mut child = llm_router(dir.path())
         .args(["up", "--workers", "2"])
-        .args(["--grpc-port", &grpc.to_string()])
-        .args(["--rest-port", &rest.to_string()])
-        .args(["--metrics-port", &metrics.to_string()])
+        .args([
+            "--grpc-port",
+            "0",
+            "--rest-port",
+            "0",
+            "--metrics-port",
+            "0",
+        ])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log))
         .spawn()
         .expect("spawn up");
     let block = read_ready_block(&mut child);
+    let stderr = std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
     assert!(started.elapsed() < Duration::from_secs(10), "slow start");
-    assert!(block.contains(&format!("127.0.0.1:{grpc}")), "{block}");
-    assert!(block.contains(&format!("127.0.0.1:{rest}")), "{block}");
+    let grpc = port_after(&block, "gRPC")
+        .unwrap_or_else(|| panic!("no gRPC address in {block:?}, stderr: {stderr}"));
+    assert!(port_after(&block, "REST").is_some(), "{block}");
     assert!(block.contains("simulated provider"), "{block}");
     assert!(block.contains("no provider keys"), "{block}");
 
