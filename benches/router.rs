@@ -1,0 +1,557 @@
+//! Router benchmark: the overhead of the broker path (issue 3).
+//!
+//! Separate processes on 127.0.0.1, all from the release binary: two simulated providers
+//! (`sim-provider --latency-ms 0` and `--latency-ms 60`), the broker, and ONE worker whose
+//! config has one route per sim (`bench0` on `bench0_requests`, `bench60` on
+//! `bench60_requests`). This process is the load generator.
+//!
+//! - overhead: open loop at a fixed rate (one task per tick of a tokio interval, missed ticks
+//!   burst), 1 s warm-up then BENCH_SECONDS (5) measured, for 1,000 and 5,000 requests/s and
+//!   each sim latency: direct = reqwest POST to the sim's /v1/chat/completions; via broker =
+//!   kubemq SDK `send_query` with a plain-UTF-8 prompt (seed mode) on the route's channel,
+//!   one shared SDK client. Added latency = via broker minus direct, at p50 and p99.
+//! - max requests/s through the worker: closed loop, 256 in flight, on the 0 ms route.
+//! - worker RSS (/proc/<pid>/status) idle and right after the max phase (and its VmHWM);
+//!   CPU of worker, broker, sim and this process from /proc/<pid>/stat during the max phase.
+//!
+//! Run: `cargo bench --bench router` (env BENCH_RUNS=3, BENCH_SECONDS=5).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::panic
+)]
+
+use kubemq::{KubemqClient, Query};
+use std::future::Future;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::time::MissedTickBehavior;
+
+const PROMPT: &str = "Say hello to the router benchmark.";
+const MAX_IN_FLIGHT: usize = 256;
+const WARM_UP: Duration = Duration::from_secs(1);
+
+/// A child process of the release binary, killed on drop.
+struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    fn spawn(args: &[&str], extra: &[&std::ffi::OsStr]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_llm-router"))
+            .args(args)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start llm-router");
+        Self { child }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        process_cpu_seconds(&self.pid())
+    }
+
+    fn status_mb(&self, key: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        let kb: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb / 1024.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The processes of one run.
+/// Fields drop in order: the worker stops before the broker it is subscribed to.
+struct Setup {
+    worker: (Proc, u16),
+    broker: (Proc, u16),
+    sim0: (Proc, u16),
+    sim60: (Proc, u16),
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = |latency: u64| {
+            let port = free_port();
+            let listen = format!("127.0.0.1:{port}");
+            let latency = latency.to_string();
+            let p = Proc::spawn(
+                &[
+                    "sim-provider",
+                    "--listen",
+                    &listen,
+                    "--latency-ms",
+                    &latency,
+                ],
+                &[],
+            );
+            (p, port)
+        };
+        let sim0 = sim(0);
+        let sim60 = sim(60);
+        let grpc = free_port();
+        let rest = free_port();
+        let data = dir.path().join("broker");
+        let broker = Proc::spawn(
+            &[
+                "broker",
+                "--grpc-port",
+                &grpc.to_string(),
+                "--rest-port",
+                &rest.to_string(),
+                "--data-dir",
+            ],
+            &[data.as_os_str()],
+        );
+        wait_for_port(sim0.1);
+        wait_for_port(sim60.1);
+        wait_for_port(grpc);
+        let config = dir.path().join("config");
+        write_config(&config, sim0.1, sim60.1);
+        let metrics = free_port();
+        let worker = Proc::spawn(
+            &[
+                "worker",
+                "--broker",
+                &format!("127.0.0.1:{grpc}"),
+                "--metrics-port",
+                &metrics.to_string(),
+                "--id",
+                "bench-worker",
+                "--config",
+            ],
+            &[config.as_os_str()],
+        );
+        wait_ready(metrics).await;
+        Self {
+            worker: (worker, metrics),
+            broker: (broker, grpc),
+            sim0,
+            sim60,
+            _dir: dir,
+        }
+    }
+
+    fn sim(&self, latency: u64) -> u16 {
+        if latency == 0 {
+            self.sim0.1
+        } else {
+            self.sim60.1
+        }
+    }
+}
+
+/// One `sim` endpoint and one route per simulated provider; the built-in routes are off,
+/// so no key is needed.
+fn write_config(dir: &Path, sim0: u16, sim60: u16) {
+    std::fs::create_dir_all(dir).unwrap();
+    let toml = format!(
+        r#"[endpoints.sim0]
+kind = "sim"
+base-url = "http://127.0.0.1:{sim0}"
+
+[endpoints.sim60]
+kind = "sim"
+base-url = "http://127.0.0.1:{sim60}"
+
+[routes.bench0]
+channel = "bench0_requests"
+targets = [{{ endpoint = "sim0", model = "sim-model" }}]
+
+[routes.bench60]
+channel = "bench60_requests"
+targets = [{{ endpoint = "sim60", model = "sim-model" }}]
+
+[routes.openai]
+enabled = false
+[routes.claude]
+enabled = false
+[routes.summarize]
+enabled = false
+[routes.sentiment]
+enabled = false
+"#
+    );
+    std::fs::write(dir.join("bench.toml"), toml).unwrap();
+}
+
+async fn wait_ready(metrics_port: u16) {
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{metrics_port}/ready");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = http.get(&url).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "worker did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// utime + stime of a process (`self` for this one), in seconds.
+fn process_cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(100.0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} did not open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// The two request paths, as cheap clones for the per-request tasks.
+#[derive(Clone)]
+struct Clients {
+    http: reqwest::Client,
+    body: Arc<serde_json::Value>,
+    kubemq: KubemqClient,
+}
+
+impl Clients {
+    /// client → sim, OpenAI Chat Completions.
+    async fn direct(self, sim_port: u16) -> bool {
+        let url = format!("http://127.0.0.1:{sim_port}/v1/chat/completions");
+        match self.http.post(url).json(&*self.body).send().await {
+            Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+            _ => false,
+        }
+    }
+
+    /// client → broker → worker → sim → back, seed mode.
+    async fn via_broker(self, channel: &'static str) -> bool {
+        let query = Query::builder()
+            .channel(channel)
+            .body(PROMPT.as_bytes().to_vec())
+            .timeout(Duration::from_secs(10))
+            .build();
+        match self.kubemq.send_query(query).await {
+            Ok(r) => r.executed && r.error.is_empty(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Latencies of the measured window, sorted, and the requests that failed in it.
+struct Phase {
+    lat: Vec<Duration>,
+    failed: usize,
+    /// Requests completed per second of the measured window.
+    rate: f64,
+}
+
+/// Open loop: one request started every 1/rate s (missed ticks burst); requests started in
+/// the first `WARM_UP` are not counted. Latency is from the task's start to its answer.
+async fn open_loop<F, Fut>(rate: f64, measure: Duration, request: F) -> Phase
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let start = Instant::now();
+    let end = start + WARM_UP + measure;
+    let mut tasks = Vec::with_capacity(((WARM_UP + measure).as_secs_f64() * rate) as usize);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let counted = now >= start + WARM_UP;
+        let fut = request();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let ok = fut.await;
+            (counted, t.elapsed(), ok)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (counted, d, ok) = t.await.unwrap();
+        if counted {
+            if ok {
+                lat.push(d);
+            } else {
+                failed += 1;
+            }
+        }
+    }
+    lat.sort();
+    let rate = lat.len() as f64 / measure.as_secs_f64();
+    Phase { lat, failed, rate }
+}
+
+/// Closed loop: `MAX_IN_FLIGHT` senders on the 0 ms route for 1 s warm-up + `measure`.
+struct MaxFigures {
+    rate: f64,
+    failed: usize,
+    worker_cores: f64,
+    broker_cores: f64,
+    sim_cores: f64,
+    loadgen_cores: f64,
+    worker_cpu_per_10k: f64,
+    broker_cpu_per_10k: f64,
+}
+
+async fn max_rate(setup: &Setup, clients: &Clients, measure: Duration) -> MaxFigures {
+    let stop = Arc::new(AtomicBool::new(false));
+    let counting = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..MAX_IN_FLIGHT {
+        let (c, stop, counting) = (clients.clone(), stop.clone(), counting.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0usize, 0usize);
+            while !stop.load(Ordering::Relaxed) {
+                let good = c.clone().via_broker("bench0_requests").await;
+                if counting.load(Ordering::Relaxed) {
+                    if good {
+                        ok += 1;
+                    } else {
+                        failed += 1;
+                    }
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(WARM_UP).await;
+    let cpu = |s: &Setup| {
+        [
+            s.worker.0.cpu_seconds(),
+            s.broker.0.cpu_seconds(),
+            s.sim0.0.cpu_seconds(),
+            process_cpu_seconds("self"),
+        ]
+    };
+    let before = cpu(setup);
+    let start = Instant::now();
+    counting.store(true, Ordering::Relaxed);
+    tokio::time::sleep(measure).await;
+    counting.store(false, Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    let after = cpu(setup);
+    stop.store(true, Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for t in tasks {
+        let (o, f) = t.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    let used: Vec<f64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    MaxFigures {
+        rate: ok as f64 / elapsed,
+        failed,
+        worker_cores: used[0] / elapsed,
+        broker_cores: used[1] / elapsed,
+        sim_cores: used[2] / elapsed,
+        loadgen_cores: used[3] / elapsed,
+        worker_cpu_per_10k: used[0] / ok as f64 * 10_000.0,
+        broker_cpu_per_10k: used[1] / ok as f64 * 10_000.0,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let measure = Duration::from_secs(seconds);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // (name, per-run values)
+    let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut failures = 0usize;
+    for run in 0..runs {
+        let mut values: Vec<(String, f64)> = Vec::new();
+        rt.block_on(async {
+            let setup = Setup::start().await;
+            let kubemq = KubemqClient::builder()
+                .host("127.0.0.1")
+                .port(setup.broker.1)
+                .client_id("router-bench")
+                .build()
+                .await
+                .expect("connect to the broker");
+            let clients = Clients {
+                http: reqwest::Client::builder()
+                    .tcp_nodelay(true)
+                    .build()
+                    .unwrap(),
+                body: Arc::new(serde_json::json!({
+                    "model": "sim-model",
+                    "messages": [{ "role": "user", "content": PROMPT }],
+                })),
+                kubemq,
+            };
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            values.push((
+                "worker RSS idle MB".into(),
+                setup.worker.0.status_mb("VmRSS:"),
+            ));
+            for latency in [0u64, 60] {
+                let channel: &'static str = if latency == 0 {
+                    "bench0_requests"
+                } else {
+                    "bench60_requests"
+                };
+                let port = setup.sim(latency);
+                for rate in [1000.0, 5000.0] {
+                    let c = clients.clone();
+                    let direct = open_loop(rate, measure, || c.clone().direct(port)).await;
+                    let c = clients.clone();
+                    let w0 = setup.worker.0.cpu_seconds();
+                    let b0 = setup.broker.0.cpu_seconds();
+                    let via = open_loop(rate, measure, || c.clone().via_broker(channel)).await;
+                    let wcpu = setup.worker.0.cpu_seconds() - w0;
+                    let bcpu = setup.broker.0.cpu_seconds() - b0;
+                    failures += direct.failed + via.failed;
+                    let cell = format!("{rate:.0}/s, sim {latency} ms");
+                    let dp50 = percentile(&direct.lat, 0.50);
+                    let dp99 = percentile(&direct.lat, 0.99);
+                    let vp50 = percentile(&via.lat, 0.50);
+                    let vp99 = percentile(&via.lat, 0.99);
+                    println!(
+                        "run {} {cell}: direct p50 {dp50:.3} p99 {dp99:.3} ({:.0}/s, {} failed); \
+                         via broker p50 {vp50:.3} p99 {vp99:.3} ({:.0}/s, {} failed); \
+                         worker {:.2} cores, broker {:.2} cores",
+                        run + 1,
+                        direct.rate,
+                        direct.failed,
+                        via.rate,
+                        via.failed,
+                        wcpu / (measure + WARM_UP).as_secs_f64(),
+                        bcpu / (measure + WARM_UP).as_secs_f64(),
+                    );
+                    values.extend([
+                        (format!("{cell}: direct p50 ms"), dp50),
+                        (format!("{cell}: direct p99 ms"), dp99),
+                        (format!("{cell}: via broker p50 ms"), vp50),
+                        (format!("{cell}: via broker p99 ms"), vp99),
+                        (format!("{cell}: added p50 ms"), vp50 - dp50),
+                        (format!("{cell}: added p99 ms"), vp99 - dp99),
+                        (format!("{cell}: via broker achieved req/s"), via.rate),
+                        (
+                            format!("{cell}: worker RSS after the cell MB"),
+                            setup.worker.0.status_mb("VmRSS:"),
+                        ),
+                    ]);
+                }
+            }
+            let max = max_rate(&setup, &clients, measure).await;
+            failures += max.failed;
+            println!(
+                "run {} max: {:.0}/s ({} failed)",
+                run + 1,
+                max.rate,
+                max.failed
+            );
+            values.extend([
+                (
+                    format!("max req/s, one worker, {MAX_IN_FLIGHT} in flight, sim 0 ms"),
+                    max.rate,
+                ),
+                ("max phase: worker CPU cores".into(), max.worker_cores),
+                ("max phase: broker CPU cores".into(), max.broker_cores),
+                ("max phase: sim CPU cores".into(), max.sim_cores),
+                (
+                    "max phase: load generator CPU cores".into(),
+                    max.loadgen_cores,
+                ),
+                (
+                    "max phase: worker CPU-s per 10k".into(),
+                    max.worker_cpu_per_10k,
+                ),
+                (
+                    "max phase: broker CPU-s per 10k".into(),
+                    max.broker_cpu_per_10k,
+                ),
+                (
+                    "worker RSS after max phase MB".into(),
+                    setup.worker.0.status_mb("VmRSS:"),
+                ),
+                (
+                    "worker peak RSS (VmHWM) MB".into(),
+                    setup.worker.0.status_mb("VmHWM:"),
+                ),
+            ]);
+        });
+        if rows.is_empty() {
+            rows = values
+                .iter()
+                .map(|(n, _)| (n.clone(), Vec::new()))
+                .collect();
+        }
+        for (row, (_, v)) in rows.iter_mut().zip(values) {
+            row.1.push(v);
+        }
+    }
+    println!("\nfailed requests, all runs and phases: {failures}");
+    println!("\n| figure | median of {runs} | runs |\n|---|---|---|");
+    for (name, values) in rows {
+        let shown: Vec<String> = values.iter().map(|v| format!("{v:.3}")).collect();
+        println!(
+            "| {name} | {:.3} | {} |",
+            median(values.clone()),
+            shown.join(", ")
+        );
+    }
+}
