@@ -269,19 +269,34 @@ async fn request_without_responder_times_out_with_301() -> TestResult {
     Ok(())
 }
 
+/// A raw gRPC subscription to requests of `kind` on `channel`, for the responders below.
+async fn subscribe_requests(
+    broker: &common::TestBroker,
+    kind: SubscribeType,
+    client_id: &str,
+    channel: &str,
+) -> Result<tonic::Streaming<llm_router::kubemq::Request>, Box<dyn std::error::Error>> {
+    let sub = Subscribe {
+        subscribe_type_data: kind as i32,
+        client_id: client_id.to_owned(),
+        channel: channel.to_owned(),
+        ..Default::default()
+    };
+    Ok(broker
+        .raw()
+        .await
+        .subscribe_to_requests(sub)
+        .await?
+        .into_inner())
+}
+
 /// A gRPC query responder that answers through `POST /send/response`.
 async fn rest_responder(
     broker: &common::TestBroker,
     channel: &str,
 ) -> Result<tokio::task::JoinHandle<()>, Box<dyn std::error::Error>> {
-    let mut raw = broker.raw().await;
-    let sub = Subscribe {
-        subscribe_type_data: SubscribeType::Queries as i32,
-        client_id: "responder".to_owned(),
-        channel: channel.to_owned(),
-        ..Default::default()
-    };
-    let mut requests = raw.subscribe_to_requests(sub).await?.into_inner();
+    let mut requests =
+        subscribe_requests(broker, SubscribeType::Queries, "responder", channel).await?;
     let base = broker.rest_url();
     Ok(tokio::spawn(async move {
         while let Some(Ok(request)) = requests.next().await {
@@ -499,14 +514,9 @@ async fn grpc_command_responder(
     broker: &common::TestBroker,
     channel: &str,
 ) -> Result<tokio::task::JoinHandle<()>, Box<dyn std::error::Error>> {
+    let mut requests =
+        subscribe_requests(broker, SubscribeType::Commands, "commander", channel).await?;
     let mut raw = broker.raw().await;
-    let sub = Subscribe {
-        subscribe_type_data: SubscribeType::Commands as i32,
-        client_id: "commander".to_owned(),
-        channel: channel.to_owned(),
-        ..Default::default()
-    };
-    let mut requests = raw.subscribe_to_requests(sub).await?.into_inner();
     Ok(tokio::spawn(async move {
         while let Some(Ok(request)) = requests.next().await {
             let response = llm_router::kubemq::Response {
