@@ -11,7 +11,9 @@
 //! - [`routing`]: route table, retry with backoff, failover, circuit breaker, limits.
 //! - [`worker`]: takes requests off the broker and answers them through [`routing`].
 //! - [`metrics`]: the Prometheus recorder and label rules.
+//! - [`batch`]: bulk jobs in OpenAI's Batch format: the file format and the result files.
 
+pub mod batch;
 pub mod broker;
 pub mod config;
 pub mod kubemq;

@@ -1,0 +1,8 @@
+//! Bulk batch jobs in OpenAI's Batch format: a JSONL file of chat requests goes through the
+//! broker's queues one line per message, and the answers come back as output and error JSONL.
+//!
+//! - `format`: the input line rules and the output line shape.
+//! - `output`: the resumable writer of the output and error files.
+
+pub mod format;
+pub mod output;
