@@ -381,3 +381,356 @@ impl OutputLine {
 fn new_id() -> String {
     format!("batch_req_{}", uuid::Uuid::new_v4().simple())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn no_routes(_: &str) -> bool {
+        false
+    }
+
+    fn parse_text(text: &str) -> Parsed {
+        parse(text, "default", &no_routes)
+    }
+
+    fn good(id: &str) -> String {
+        json!({"custom_id": id, "method": "POST", "url": CHAT_URL,
+               "body": {"messages": [{"role": "user", "content": "hi"}]}})
+        .to_string()
+    }
+
+    /// The single error of a one-line file whose line is `line`.
+    fn only_error(line: &str) -> LineError {
+        let parsed = parse_text(line);
+        assert!(parsed.lines.is_empty(), "{parsed:?}");
+        assert_eq!(parsed.errors.len(), 1, "{parsed:?}");
+        parsed.errors[0].clone()
+    }
+
+    /// A one-line file with `field` set to `value` (or removed when `value` is None).
+    fn with_field(field: &str, value: Option<Value>) -> String {
+        let mut line: Value = serde_json::from_str(&good("a")).expect("json");
+        let object = line.as_object_mut().expect("object");
+        match value {
+            Some(value) => object.insert(field.to_string(), value),
+            None => object.remove(field),
+        };
+        line.to_string()
+    }
+
+    fn with_body(body: Value) -> String {
+        with_field("body", Some(body))
+    }
+
+    fn reason_of(line: &str) -> String {
+        only_error(line).reason
+    }
+
+    #[test]
+    fn a_good_line_keeps_its_body_and_the_job_route() {
+        let parsed = parse_text(&good("a"));
+        assert!(parsed.errors.is_empty(), "{parsed:?}");
+        let line = &parsed.lines[0];
+        assert_eq!((line.line, line.custom_id.as_str()), (1, "a"));
+        assert_eq!(line.route, "default");
+        assert_eq!(
+            line.body,
+            json!({"messages": [{"role": "user", "content": "hi"}]})
+        );
+    }
+
+    #[test]
+    fn extra_openai_fields_are_kept_and_model_is_optional() {
+        let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "system", "content": "s"},
+            {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}],
+            "max_tokens": 10, "temperature": 0.5, "seed": 7, "logprobs": false});
+        let parsed = parse_text(&with_body(body.clone()));
+        assert!(parsed.errors.is_empty(), "{parsed:?}");
+        assert_eq!(parsed.lines[0].body, body);
+        assert_eq!(parsed.lines[0].route, "default");
+    }
+
+    #[test]
+    fn body_model_naming_a_route_overrides_the_job_route() {
+        let is_route = |name: &str| name == "fast";
+        let text = [
+            with_body(json!({"model": "fast", "messages": [{"role": "user", "content": "x"}]})),
+            good("b").replace("\"messages\"", "\"model\":\"slow\",\"messages\""),
+        ]
+        .join("\n");
+        let parsed = parse(&text, "default", &is_route);
+        assert!(parsed.errors.is_empty(), "{parsed:?}");
+        let routes: Vec<&str> = parsed.lines.iter().map(|l| l.route.as_str()).collect();
+        assert_eq!(routes, ["fast", "default"]);
+    }
+
+    #[test]
+    fn every_bad_line_is_reported_with_its_number() {
+        let text = [good("a"), "nope".into(), good("b"), "[1]".into(), good("c")].join("\n");
+        let parsed = parse_text(&text);
+        let ids: Vec<&str> = parsed.lines.iter().map(|l| l.custom_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        let lines: Vec<usize> = parsed.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2, 4]);
+    }
+
+    #[test]
+    fn not_json_says_so() {
+        let reason = reason_of("{\"custom_id\": ");
+        assert!(reason.contains("not valid JSON"), "{reason}");
+    }
+
+    #[test]
+    fn not_an_object_says_what_it_is() {
+        let reason = reason_of("\"just a string\"");
+        assert!(reason.contains("a string"), "{reason}");
+        assert!(
+            reason.contains("custom_id, method, url and body"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn custom_id_missing() {
+        let error = only_error(&with_field("custom_id", None));
+        assert!(error.reason.contains("custom_id is missing"), "{error:?}");
+        assert_eq!(error.custom_id, None);
+    }
+
+    #[test]
+    fn custom_id_not_a_string() {
+        let reason = reason_of(&with_field("custom_id", Some(json!(17))));
+        assert!(
+            reason.contains("custom_id must be a string, not a number"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn custom_id_empty() {
+        let reason = reason_of(&with_field("custom_id", Some(json!(""))));
+        assert!(reason.contains("custom_id is empty"), "{reason}");
+    }
+
+    #[test]
+    fn custom_id_up_to_512_chars_and_no_longer() {
+        let longest = "é".repeat(MAX_CUSTOM_ID_CHARS);
+        assert!(parse_text(&good(&longest)).errors.is_empty());
+        let reason = reason_of(&good(&"x".repeat(MAX_CUSTOM_ID_CHARS + 1)));
+        assert!(
+            reason.contains("custom_id is 513 characters long; the limit is 512"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn duplicate_custom_id_names_the_first_line() {
+        let text = [good("a"), good("b"), good("a")].join("\n");
+        let parsed = parse_text(&text);
+        assert_eq!(parsed.lines.len(), 2);
+        let error = &parsed.errors[0];
+        assert_eq!((error.line, error.custom_id.as_deref()), (3, Some("a")));
+        assert!(
+            error
+                .reason
+                .contains("duplicate custom_id: line 1 already uses it"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn method_must_be_post() {
+        let reason = reason_of(&with_field("method", Some(json!("GET"))));
+        assert!(
+            reason.contains("method is \"GET\"; only \"POST\" is supported"),
+            "{reason}"
+        );
+        let reason = reason_of(&with_field("method", None));
+        assert!(reason.contains("method is missing"), "{reason}");
+    }
+
+    #[test]
+    fn url_must_be_chat_completions_and_the_reason_names_it() {
+        let reason = reason_of(&with_field("url", Some(json!("/v1/embeddings"))));
+        assert!(
+            reason.contains("url \"/v1/embeddings\" is not supported"),
+            "{reason}"
+        );
+        assert!(reason.contains("\"/v1/chat/completions\""), "{reason}");
+        let reason = reason_of(&with_field("url", None));
+        assert!(reason.contains("url is missing"), "{reason}");
+    }
+
+    #[test]
+    fn body_missing_or_not_an_object() {
+        let reason = reason_of(&with_field("body", None));
+        assert!(reason.contains("body is missing"), "{reason}");
+        let reason = reason_of(&with_body(json!("hello")));
+        assert!(reason.contains("body must be a JSON object"), "{reason}");
+    }
+
+    #[test]
+    fn messages_missing_empty_or_not_an_array() {
+        let cases = [
+            (json!({"model": "m"}), "body.messages is missing"),
+            (json!({"messages": []}), "body.messages is empty"),
+            (json!({"messages": "hi"}), "body.messages must be an array"),
+        ];
+        for (body, want) in cases {
+            let reason = reason_of(&with_body(body));
+            assert!(reason.contains(want), "{reason} should contain {want}");
+        }
+    }
+
+    #[test]
+    fn a_message_needs_a_known_role_and_string_content() {
+        let cases = [
+            (json!("hi"), "body.messages[1] must be an object"),
+            (json!({"content": "x"}), "body.messages[1].role is missing"),
+            (
+                json!({"role": "tool", "content": "x"}),
+                "body.messages[1].role is \"tool\"",
+            ),
+            (
+                json!({"role": "user"}),
+                "body.messages[1].content is missing",
+            ),
+            (
+                json!({"role": "user", "content": [{"type": "text"}]}),
+                "body.messages[1].content must be a string",
+            ),
+        ];
+        for (message, want) in cases {
+            let body = json!({"messages": [{"role": "user", "content": "ok"}, message]});
+            let reason = reason_of(&with_body(body));
+            assert!(reason.contains(want), "{reason} should contain {want}");
+        }
+    }
+
+    #[test]
+    fn other_unreadable_body_fields_are_named() {
+        let body = json!({"messages": [{"role": "user", "content": "x"}], "seed": 1,
+                          "temperature": "hot"});
+        let reason = reason_of(&with_body(body));
+        assert!(reason.starts_with("body.temperature: "), "{reason}");
+    }
+
+    #[test]
+    fn all_problems_of_one_line_are_listed() {
+        let line =
+            json!({"custom_id": "a", "method": "GET", "url": "/x", "body": {"messages": []}});
+        let error = only_error(&line.to_string());
+        assert_eq!(error.custom_id.as_deref(), Some("a"));
+        for want in ["method is", "url \"/x\"", "body.messages is empty"] {
+            assert!(
+                error.reason.contains(want),
+                "{} should contain {want}",
+                error.reason
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_over_1_mib_is_rejected_without_parsing() {
+        let padding = "x".repeat(MAX_LINE_BYTES);
+        let big = with_body(json!({"messages": [{"role": "user", "content": padding}]}));
+        let reason = reason_of(&big);
+        assert!(
+            reason.contains("the limit is 1048576 bytes (1 MiB)"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn blank_lines_are_skipped_and_numbers_still_count_them() {
+        let text = format!("\n  \t\n{}\n\n{}\n", good("a"), "oops");
+        let parsed = parse_text(&text);
+        assert_eq!(parsed.lines[0].line, 3);
+        assert_eq!(parsed.errors.len(), 1);
+        assert_eq!(parsed.errors[0].line, 5);
+    }
+
+    #[test]
+    fn a_file_without_lines_is_one_error_at_line_0() {
+        for text in ["", "\n \r\n", "\u{feff}"] {
+            let parsed = parse_text(text);
+            assert!(parsed.lines.is_empty());
+            assert_eq!(parsed.errors.len(), 1, "{text:?}");
+            assert_eq!(parsed.errors[0].line, 0);
+            assert!(parsed.errors[0].reason.contains("no requests"));
+        }
+    }
+
+    #[test]
+    fn crlf_and_a_bom_are_accepted() {
+        let text = format!("\u{feff}{}\r\n{}\r\n", good("a"), good("b"));
+        let parsed = parse_text(&text);
+        assert!(parsed.errors.is_empty(), "{parsed:?}");
+        assert_eq!(parsed.lines.len(), 2);
+        assert_eq!(parsed.lines[1].line, 2);
+    }
+
+    #[test]
+    fn summary_caps_the_list_and_counts_the_rest() {
+        let error = |line, custom_id: Option<&str>| LineError {
+            line,
+            custom_id: custom_id.map(str::to_string),
+            reason: "bad".into(),
+        };
+        let errors = [
+            error(0, None),
+            error(3, Some("a")),
+            error(4, None),
+            error(9, None),
+        ];
+        assert_eq!(
+            summary(&errors, 2),
+            "file: bad\nline 3 (custom_id \"a\"): bad\n… and 2 more"
+        );
+        assert_eq!(summary(&errors[2..], 5), "line 4: bad\nline 9: bad");
+    }
+
+    #[test]
+    fn output_lines_have_openai_batch_shape() {
+        let ok = OutputLine::ok("a", "req-1", json!({"id": "chatcmpl-1"}));
+        let value = serde_json::to_value(&ok).expect("serialize");
+        let id = value["id"].as_str().expect("id");
+        let hex = id.strip_prefix("batch_req_").expect("prefix");
+        assert_eq!(hex.len(), 32);
+        assert!(hex.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(
+            value,
+            json!({"id": id, "custom_id": "a", "error": null, "response":
+                {"status_code": 200, "request_id": "req-1", "body": {"id": "chatcmpl-1"}}})
+        );
+        assert!(!ok.is_error());
+        let again = OutputLine::ok("a", "req-1", json!({}));
+        assert_ne!(again.id, ok.id);
+    }
+
+    #[test]
+    fn http_failures_and_failures_without_answer_are_errors() {
+        let body =
+            json!({"error": {"message": "bad", "type": "invalid_request_error", "code": null}});
+        let http = OutputLine::http_error("a", "req-2", 400, body.clone());
+        assert!(http.is_error());
+        let value = serde_json::to_value(&http).expect("serialize");
+        assert_eq!(value["response"]["status_code"], 400);
+        assert_eq!(value["response"]["body"], body);
+        assert_eq!(value["error"], Value::Null);
+
+        let failed = OutputLine::failed("b", "dead_lettered", "gave up after 5 tries");
+        assert!(failed.is_error());
+        let value = serde_json::to_value(&failed).expect("serialize");
+        assert_eq!(value["response"], Value::Null);
+        assert_eq!(
+            value["error"],
+            json!({"code": "dead_lettered", "message": "gave up after 5 tries"})
+        );
+        assert!(!OutputLine::http_error("c", "r", 201, json!({})).is_error());
+        let back: OutputLine = serde_json::from_value(value).expect("deserialize");
+        assert_eq!(back, failed);
+    }
+}

@@ -209,3 +209,182 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::fs;
+
+    struct Files {
+        _dir: tempfile::TempDir,
+        ok: PathBuf,
+        err: PathBuf,
+    }
+
+    fn files() -> Files {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = dir.path().join("out.jsonl");
+        let err = dir.path().join("out.jsonl.errors.jsonl");
+        Files { _dir: dir, ok, err }
+    }
+
+    fn open(f: &Files) -> OutputFiles {
+        OutputFiles::open(&f.ok, &f.err).expect("open")
+    }
+
+    fn ok(id: &str) -> OutputLine {
+        OutputLine::ok(id, format!("req-{id}"), json!({"id": id}))
+    }
+
+    /// The custom_ids in a file, in order; every line must be whole JSON.
+    fn ids_in(path: &Path) -> Vec<String> {
+        let text = fs::read_to_string(path).expect("read");
+        assert!(text.is_empty() || text.ends_with('\n'), "{text:?}");
+        text.lines()
+            .map(|line| {
+                let line: OutputLine = serde_json::from_str(line).expect("whole line");
+                line.custom_id
+            })
+            .collect()
+    }
+
+    fn append_raw(path: &Path, bytes: &str) {
+        let mut file = OpenOptions::new().append(true).open(path).expect("open");
+        file.write_all(bytes.as_bytes()).expect("write");
+    }
+
+    #[test]
+    fn lines_go_to_the_right_file_only_after_flush() {
+        let f = files();
+        let mut out = open(&f);
+        assert!(out.write(&ok("a")).expect("write"));
+        assert!(out
+            .write(&OutputLine::failed("b", "dead_lettered", "x"))
+            .expect("write"));
+        let http = OutputLine::http_error("c", "r", 429, json!({"error": {}}));
+        assert!(out.write(&http).expect("write"));
+        assert!(ids_in(&f.ok).is_empty(), "buffered until flush");
+        out.flush().expect("flush");
+        assert_eq!(ids_in(&f.ok), ["a"]);
+        assert_eq!(ids_in(&f.err), ["b", "c"]);
+        assert_eq!((out.written_ok(), out.written_err()), (1, 2));
+    }
+
+    #[test]
+    fn a_custom_id_is_written_once_across_both_files() {
+        let f = files();
+        let mut out = open(&f);
+        assert!(out.write(&ok("a")).expect("write"));
+        assert!(
+            !out.write(&ok("a")).expect("write"),
+            "same file, before flush"
+        );
+        let failed = OutputLine::failed("a", "timeout", "x");
+        assert!(!out.write(&failed).expect("write"), "other file");
+        out.flush().expect("flush");
+        assert_eq!(ids_in(&f.ok), ["a"]);
+        assert!(ids_in(&f.err).is_empty());
+    }
+
+    #[test]
+    fn reopening_resumes_without_duplicates() {
+        let f = files();
+        let mut out = open(&f);
+        for line in [ok("a"), ok("b"), OutputLine::failed("c", "x", "y")] {
+            out.write(&line).expect("write");
+        }
+        out.flush().expect("flush");
+        drop(out);
+
+        let mut out = open(&f);
+        assert!(out.contains("a") && out.contains("b") && out.contains("c"));
+        assert!(!out.contains("d"));
+        assert_eq!((out.written_ok(), out.written_err()), (2, 1));
+        assert!(!out.write(&ok("c")).expect("write"));
+        assert!(!out
+            .write(&OutputLine::failed("a", "x", "y"))
+            .expect("write"));
+        assert!(out.write(&ok("d")).expect("write"));
+        out.flush().expect("flush");
+        assert_eq!(ids_in(&f.ok), ["a", "b", "d"]);
+        assert_eq!(ids_in(&f.err), ["c"]);
+        assert_eq!((out.written_ok(), out.written_err()), (3, 1));
+    }
+
+    #[test]
+    fn unflushed_lines_are_not_remembered_after_reopening() {
+        let f = files();
+        let mut out = open(&f);
+        out.write(&ok("a")).expect("write");
+        drop(out);
+        let out = open(&f);
+        assert!(!out.contains("a"));
+        assert_eq!(out.written_ok(), 0);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_and_written_again() {
+        let f = files();
+        let mut out = open(&f);
+        out.write(&ok("a")).expect("write");
+        out.write(&OutputLine::failed("e", "x", "y"))
+            .expect("write");
+        out.flush().expect("flush");
+        drop(out);
+        let torn = serde_json::to_string(&ok("b")).expect("json");
+        append_raw(&f.ok, &torn[..torn.len() / 2]);
+        append_raw(&f.err, "{\"id\":\"batch_req_1\",\"custom_id\":\"f\"");
+
+        let mut out = open(&f);
+        assert!(out.contains("a") && out.contains("e"));
+        assert!(!out.contains("b") && !out.contains("f"));
+        assert_eq!(ids_in(&f.ok), ["a"], "cut at open");
+        assert_eq!(ids_in(&f.err), ["e"], "cut at open");
+        assert!(out.write(&ok("b")).expect("write"));
+        out.flush().expect("flush");
+        assert_eq!(ids_in(&f.ok), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_file_holding_only_a_torn_line_ends_up_empty() {
+        let f = files();
+        fs::write(&f.ok, "{\"custom_id\":").expect("write");
+        let out = open(&f);
+        assert_eq!(out.written_ok(), 0);
+        assert_eq!(fs::read(&f.ok).expect("read"), b"");
+    }
+
+    #[test]
+    fn missing_files_and_directories_are_created() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok_path = dir.path().join("a/b/out.jsonl");
+        let err_path = dir.path().join("c/errors.jsonl");
+        let mut out = OutputFiles::open(&ok_path, &err_path).expect("open");
+        assert!(ok_path.is_file() && err_path.is_file());
+        out.write(&ok("a")).expect("write");
+        out.flush().expect("flush");
+        assert_eq!(ids_in(&ok_path), ["a"]);
+    }
+
+    #[test]
+    fn a_damaged_line_mid_file_stops_open_and_names_the_place() {
+        let f = files();
+        let line = serde_json::to_string(&ok("a")).expect("json");
+        fs::write(&f.ok, format!("{line}\nnot json\n{line}\n")).expect("write");
+        let error = OutputFiles::open(&f.ok, &f.err).expect_err("damaged");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        let text = error.to_string();
+        assert!(text.contains("out.jsonl line 2"), "{text}");
+    }
+
+    #[test]
+    fn blank_lines_in_existing_files_are_skipped() {
+        let f = files();
+        let line = serde_json::to_string(&ok("a")).expect("json");
+        fs::write(&f.ok, format!("{line}\n\n")).expect("write");
+        let out = open(&f);
+        assert!(out.contains("a"));
+        assert_eq!(out.written_ok(), 1);
+    }
+}
