@@ -1,10 +1,10 @@
 //! One attempt at one target: the circuit breaker's leave, the endpoint's budgets, then
 //! the provider call, with its outcome reported back to the breaker, limits and metrics.
 
-use super::circuit::{Rejected, Verdict};
-use super::limits::{estimate_tokens, NoBudget};
+use super::circuit::{Admission, Rejected, Verdict};
+use super::limits::{estimate_tokens, Budget, NoBudget};
 use super::metrics;
-use super::table::Target;
+use super::table::{Endpoint, Target};
 use crate::provider::{ChatRequest, ChatResponse, FailureKind, ProviderError};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -89,13 +89,28 @@ pub async fn attempt(
         return Err(AttemptError::Deadline);
     }
     let timeout = endpoint.timeout.min(remaining);
-    let start = Instant::now();
-    let result = endpoint.upstream.chat(req, timeout).await;
-    let elapsed = start.elapsed();
+    let result = call(endpoint, admission, &budget, req, timeout).await;
     if tally.add_call() > 1 {
         metrics::retry(&endpoint.name);
     }
-    metrics::upstream_latency(&endpoint.name, elapsed);
+    if let Err(AttemptError::Provider { error, .. }) = &result {
+        *tally.last.lock() = Some(error.clone());
+    }
+    result
+}
+
+/// The provider call of one attempt that already has its admission and budget, at most
+/// `timeout`, reported to the breaker, the token budget and the metrics.
+pub async fn call(
+    endpoint: &Endpoint,
+    admission: Admission,
+    budget: &Budget,
+    req: &ChatRequest,
+    timeout: Duration,
+) -> Result<ChatResponse, AttemptError> {
+    let start = Instant::now();
+    let result = endpoint.upstream.chat(req, timeout).await;
+    metrics::upstream_latency(&endpoint.name, start.elapsed());
     match result {
         Ok(response) => {
             admission.settle(Verdict::Healthy);
@@ -108,7 +123,6 @@ pub async fn attempt(
         Err(error) => {
             let cut_short =
                 timeout < endpoint.timeout && matches!(error, ProviderError::Timeout(_));
-            *tally.last.lock() = Some(error.clone());
             admission.settle(verdict(&error, cut_short));
             Err(AttemptError::Provider { error, cut_short })
         }

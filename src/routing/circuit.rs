@@ -4,6 +4,7 @@
 use super::metrics;
 use crate::config::CircuitBreakerConfig;
 use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -54,8 +55,9 @@ pub enum Verdict {
 /// without a verdict (the request was cancelled), it counts as [`Verdict::Unknown`], so a
 /// cancelled probe cannot leave the breaker half-open forever.
 #[derive(Debug)]
-pub struct Admission<'a> {
-    circuit: &'a Circuit,
+pub struct Admission {
+    /// Owned, so that a batch reservation can carry its admission across tasks.
+    circuit: Arc<Circuit>,
     probe: bool,
     settled: bool,
 }
@@ -76,7 +78,7 @@ impl Circuit {
     }
 
     /// Lets an attempt through, or says why not.
-    pub fn admit(&self) -> Result<Admission<'_>, Rejected> {
+    pub fn admit(self: &Arc<Self>) -> Result<Admission, Rejected> {
         let mut state = self.state.lock();
         let probe = match *state {
             State::Closed { .. } => false,
@@ -97,7 +99,7 @@ impl Circuit {
             }
         };
         Ok(Admission {
-            circuit: self,
+            circuit: Arc::clone(self),
             probe,
             settled: false,
         })
@@ -171,7 +173,7 @@ fn gauge(state: State) -> f64 {
     }
 }
 
-impl Admission<'_> {
+impl Admission {
     /// Reports the attempt's outcome.
     pub fn settle(mut self, verdict: Verdict) {
         self.settled = true;
@@ -179,7 +181,7 @@ impl Admission<'_> {
     }
 }
 
-impl Drop for Admission<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
         if !self.settled {
             self.circuit.record(self.probe, Verdict::Unknown);
@@ -191,17 +193,17 @@ impl Drop for Admission<'_> {
 mod tests {
     use super::*;
 
-    fn circuit(threshold: u32) -> Circuit {
-        Circuit::new(
+    fn circuit(threshold: u32) -> Arc<Circuit> {
+        Arc::new(Circuit::new(
             "test",
             CircuitBreakerConfig {
                 failure_threshold: threshold,
                 cool_down: Duration::from_secs(10),
             },
-        )
+        ))
     }
 
-    fn fail(c: &Circuit) {
+    fn fail(c: &Arc<Circuit>) {
         c.admit().unwrap().settle(Verdict::Failing);
     }
 

@@ -23,6 +23,9 @@ pub const RATE_LIMIT_WAIT: &str = "llm_router_rate_limit_wait_seconds";
 pub const IN_FLIGHT: &str = "llm_router_in_flight";
 /// Counter {endpoint, kind}: tokens the providers reported, `kind` prompt or completion.
 pub const TOKENS: &str = "llm_router_tokens_total";
+/// Gauge, no labels: live router processes this one shares the endpoints' limits with
+/// (itself included), as membership last saw them.
+pub const REPLICAS: &str = "llm_router_replicas";
 
 /// Gives every routing series its help text and unit; call once the recorder is installed.
 pub fn describe() {
@@ -61,6 +64,10 @@ pub fn describe() {
         Unit::Count,
         "Tokens reported by providers, by endpoint and kind (prompt, completion)."
     );
+    describe_gauge!(
+        REPLICAS,
+        "Live router processes seen (this one included); each takes 1/replicas of every endpoint limit."
+    );
 }
 
 pub fn upstream_latency(endpoint: &str, elapsed: Duration) {
@@ -94,4 +101,8 @@ pub fn tokens(endpoint: &str, prompt: u32, completion: u32) {
         .increment(u64::from(prompt));
     counter!(TOKENS, "endpoint" => endpoint, "kind" => "completion")
         .increment(u64::from(completion));
+}
+
+pub fn replicas(count: u32) {
+    gauge!(REPLICAS).set(f64::from(count));
 }

@@ -2,11 +2,17 @@
 //! the best priority that can take it, with retries, failover, a circuit breaker per
 //! endpoint and per-endpoint limits, all inside the request's deadline.
 //!
+//! Batch lines take the same targets one attempt at a time, only with capacity that no
+//! interactive request is waiting for; every budget is this process's share of the
+//! cluster's limits.
+//!
 //! Layout: `table` (endpoints, routes, choosing a target) · `retry` (backoff and the
-//! retry loop) · `attempt` (one call: breaker, budgets, provider) · `circuit` · `limits` ·
-//! `failure` (the caller's error text) · `metrics` (the series and their labels).
+//! retry loop) · `attempt` (one call: breaker, budgets, provider) · `batch` (reserve, then
+//! one attempt) · `circuit` · `limits` · `failure` (the caller's error text) · `metrics`
+//! (the series and their labels).
 
 mod attempt;
+mod batch;
 mod circuit;
 mod failure;
 #[cfg(test)]
@@ -24,9 +30,12 @@ use attempt::AttemptError;
 use failure::Failure;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use table::{Endpoint, Route, Upstream};
 use tokio::time::Instant;
+
+pub use batch::{BatchFailure, Reservation};
 
 /// A route as the worker needs it: where its requests arrive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,6 +73,11 @@ pub enum RouteError {
 pub struct Router {
     routes: Vec<Route>,
     by_name: HashMap<String, usize>,
+    endpoints: Vec<Arc<Endpoint>>,
+    /// Live router processes sharing the endpoints' limits; written under `resizing`.
+    replicas: AtomicU32,
+    /// Serializes share changes, so that the endpoints' budgets follow them in order.
+    resizing: parking_lot::Mutex<()>,
 }
 
 impl Router {
@@ -101,7 +115,42 @@ impl Router {
             .enumerate()
             .map(|(i, r)| (r.name.clone(), i))
             .collect();
-        Ok(Self { routes, by_name })
+        Ok(Self {
+            routes,
+            by_name,
+            endpoints,
+            replicas: AtomicU32::new(1),
+            resizing: parking_lot::Mutex::new(()),
+        })
+    }
+
+    fn route(&self, name: &str) -> Option<&Route> {
+        self.by_name.get(name).and_then(|&i| self.routes.get(i))
+    }
+
+    /// Cluster share: this process is one of `replicas` live router processes, so each
+    /// endpoint's requests/min, tokens/min and max-concurrency become their `1/replicas`
+    /// share (floor, at least 1). Changed rate budgets start drained, so the replicas
+    /// together stay within the configured limits across membership changes too.
+    pub fn set_replicas(&self, replicas: u32) {
+        let replicas = replicas.max(1);
+        let _order = self.resizing.lock();
+        if self.replicas.swap(replicas, Ordering::AcqRel) == replicas {
+            return;
+        }
+        for endpoint in &self.endpoints {
+            endpoint.limits.set_replicas(replicas);
+        }
+        metrics::replicas(replicas);
+        tracing::info!(
+            replicas,
+            "endpoint limits are now this process's 1/{replicas} share"
+        );
+    }
+
+    /// Live router processes the limits are shared with (1 until told otherwise).
+    pub fn replicas(&self) -> u32 {
+        self.replicas.load(Ordering::Acquire)
     }
 
     /// Every route, for subscribing.
@@ -123,7 +172,7 @@ impl Router {
         req: ChatRequest,
         deadline: Instant,
     ) -> Result<Completion, RouteError> {
-        let Some(table) = self.by_name.get(route).and_then(|&i| self.routes.get(i)) else {
+        let Some(table) = self.route(route) else {
             return Err(RouteError::UnknownRoute(route.to_owned()));
         };
         let deadline = deadline.min(Instant::now() + table.timeout);

@@ -41,7 +41,7 @@ pub struct Endpoint {
     pub timeout: Duration,
     /// The key variable, named in errors that look like a bad key.
     pub key_env: Option<String>,
-    pub circuit: Circuit,
+    pub circuit: Arc<Circuit>,
     pub limits: Limits,
     /// Requests assigned here and not finished; the selector prefers endpoints with fewer
     /// per unit of weight. Only a load hint, so relaxed ordering is enough.
@@ -56,7 +56,7 @@ impl Endpoint {
             upstream,
             timeout: config.timeout,
             key_env: config.api_key_env.clone(),
-            circuit: Circuit::new(&config.name, router.circuit_breaker),
+            circuit: Arc::new(Circuit::new(&config.name, router.circuit_breaker)),
             limits: Limits::new(&config.name, &config.limits),
             in_flight: AtomicUsize::new(0),
         }
@@ -64,13 +64,38 @@ impl Endpoint {
 
     /// Counts a request as in flight here until the guard drops.
     pub fn assign(&self) -> InFlight<'_> {
+        self.enter();
+        InFlight(self)
+    }
+
+    fn enter(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         metrics::in_flight(&self.name, 1.0);
-        InFlight(self)
+    }
+
+    fn leave(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        metrics::in_flight(&self.name, -1.0);
     }
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a batch line as in flight here until the guard drops; see [`Endpoint::assign`].
+pub fn assign_owned(endpoint: &Arc<Endpoint>) -> OwnedInFlight {
+    endpoint.enter();
+    OwnedInFlight(Arc::clone(endpoint))
+}
+
+/// A batch line assigned to an endpoint; see [`assign_owned`].
+#[derive(Debug)]
+pub struct OwnedInFlight(Arc<Endpoint>);
+
+impl Drop for OwnedInFlight {
+    fn drop(&mut self) {
+        self.0.leave();
     }
 }
 
@@ -79,8 +104,7 @@ pub struct InFlight<'a>(&'a Endpoint);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        metrics::in_flight(&self.0.name, -1.0);
+        self.0.leave();
     }
 }
 
