@@ -201,8 +201,8 @@ fn check_url(value: Option<&Value>) -> Option<String> {
 fn check_body(value: Option<&Value>) -> Option<String> {
     match value {
         None => Some("body is missing: set it to a chat completions request object".into()),
-        Some(Value::Object(body)) => {
-            check_messages(body.get("messages")).or_else(|| check_request(body))
+        Some(whole @ Value::Object(body)) => {
+            check_messages(body.get("messages")).or_else(|| check_request(whole, body))
         }
         Some(other) => Some(format!(
             "body must be a JSON object (a chat completions request), not {}",
@@ -272,8 +272,8 @@ fn check_message(i: usize, message: &Value) -> Option<String> {
 
 /// Whatever else in the body the router's chat request cannot read, naming the field:
 /// each top-level field is tried on its own next to the (already checked) messages.
-fn check_request(body: &Map<String, Value>) -> Option<String> {
-    let whole = ChatRequest::deserialize(&Value::Object(body.clone())).err()?;
+fn check_request(whole: &Value, body: &Map<String, Value>) -> Option<String> {
+    let whole = ChatRequest::deserialize(whole).err()?;
     let messages = body.get("messages").cloned().unwrap_or(Value::Null);
     let field = body
         .iter()

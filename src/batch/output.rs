@@ -29,6 +29,15 @@ impl OutputFiles {
     /// `output` is the results path; the error file is `error` (the lead passes
     /// `<output>.errors.jsonl` by default). Creates missing files and parent dirs.
     pub fn open(output: &Path, error: &Path) -> io::Result<Self> {
+        if output == error {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: the results and the errors need two different files",
+                    output.display()
+                ),
+            ));
+        }
         let mut written = HashSet::new();
         let ok = Sink::open(output, &mut written)?;
         let err = Sink::open(error, &mut written)?;
@@ -376,6 +385,34 @@ mod tests {
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
         let text = error.to_string();
         assert!(text.contains("out.jsonl line 2"), "{text}");
+    }
+
+    #[test]
+    fn a_flush_that_cannot_be_undone_refuses_further_flushes() {
+        let f = files();
+        let mut out = open(&f);
+        // A handle that can neither write nor truncate stands in for a failing disk.
+        out.ok.file = File::open(&f.ok).expect("read-only");
+        out.write(&ok("a")).expect("write");
+        let first = out.flush().expect_err("write fails");
+        assert!(
+            first.to_string().contains("writing results failed"),
+            "{first}"
+        );
+        let again = out.flush().expect_err("poisoned");
+        assert!(
+            again.to_string().contains("open the result files again"),
+            "{again}"
+        );
+        assert!(ids_in(&f.ok).is_empty());
+    }
+
+    #[test]
+    fn one_path_for_both_files_is_refused() {
+        let f = files();
+        let error = OutputFiles::open(&f.ok, &f.ok).expect_err("same path");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        assert!(!f.ok.exists(), "nothing created");
     }
 
     #[test]
