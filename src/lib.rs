@@ -10,12 +10,14 @@
 //! - [`config`]: endpoints and routes, layered from defaults, `config/*.toml` and env.
 //! - [`routing`]: route table, retry with backoff, failover, circuit breaker, limits.
 //! - [`worker`]: takes requests off the broker and answers them through [`routing`].
+//! - [`gateway`]: the OpenAI-compatible HTTP front door, sending chat requests as queries.
 //! - [`metrics`]: the Prometheus recorder and label rules.
 //! - [`batch`]: bulk jobs in OpenAI's Batch format: the file format and the result files.
 
 pub mod batch;
 pub mod broker;
 pub mod config;
+pub mod gateway;
 pub mod kubemq;
 pub mod metrics;
 pub mod provider;

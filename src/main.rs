@@ -1,7 +1,8 @@
 //! `llm-router` command line. Each subcommand is one role of the system:
 //! - `broker`: the embedded KubeMQ-compatible broker alone;
 //! - `worker`: one stateless worker replica;
-//! - `up`: broker + workers (+ the simulated provider) in one process;
+//! - `up`: broker + workers + gateway (+ the simulated provider) in one process;
+//! - `gateway`: the OpenAI-compatible HTTP gateway in front of the broker;
 //! - `ask`: send one prompt to a route, print the answer;
 //! - `sim-provider`: the simulated OpenAI/Anthropic server.
 
@@ -9,6 +10,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
 use llm_router::broker::config::{BrokerConfig, FsyncPolicy};
 use llm_router::config::{self as router_config, RouterConfig};
+use llm_router::gateway::{self, GatewayOptions, RunningGateway};
 use llm_router::kubemq::client::{Client, ClientOptions, ErrorKind};
 use llm_router::kubemq::{request::RequestType, Request};
 use llm_router::routing::Router;
@@ -16,6 +18,7 @@ use llm_router::sim::{RunningSim, SimConfig};
 use llm_router::worker::{self, Status, WorkerOptions};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,8 +44,10 @@ enum Command {
     Broker(BrokerArgs),
     /// Run one worker replica: take requests off the broker's route channels and answer them.
     Worker(WorkerArgs),
-    /// Run broker + workers (+ the simulated provider when no keys are set) in one process.
+    /// Run broker + workers + gateway (+ the simulated provider when no keys are set) in one process.
     Up(UpArgs),
+    /// Run the OpenAI-compatible HTTP gateway: chat requests go to workers through the broker.
+    Gateway(GatewayArgs),
     /// Send one prompt to a route through the broker and print the answer.
     Ask(AskArgs),
     /// Run the simulated OpenAI/Anthropic provider.
@@ -131,6 +136,59 @@ struct WorkerArgs {
     max_in_flight: usize,
 }
 
+/// The gateway's HTTP limits, shared by `gateway` and `up`. API keys come from the
+/// environment only (LLM_ROUTER_GATEWAY_KEYS), never from the command line.
+#[derive(clap::Args)]
+struct GatewayHttpArgs {
+    /// Largest request body in bytes; larger ones get 413.
+    #[arg(long, default_value_t = gateway::DEFAULT_MAX_BODY)]
+    max_body: usize,
+    /// Requests per second per API key (one shared budget when no keys are set), 429 beyond
+    /// [default: unlimited].
+    #[arg(long)]
+    rate_limit: Option<NonZeroU32>,
+}
+
+impl GatewayHttpArgs {
+    /// Options for a gateway on `listen`, with the keys from LLM_ROUTER_GATEWAY_KEYS.
+    fn options(&self, broker: String, listen: SocketAddr) -> anyhow::Result<GatewayOptions> {
+        let mut options = GatewayOptions::new(broker, listen);
+        options.max_body = self.max_body;
+        options.rate_limit = self.rate_limit;
+        options.keys = match std::env::var_os(gateway::auth::KEYS_ENV) {
+            None => gateway::auth::ApiKeys::default(),
+            Some(keys) => gateway::auth::ApiKeys::parse(
+                keys.to_str()
+                    .ok_or_else(|| anyhow!("{} is not valid UTF-8", gateway::auth::KEYS_ENV))?,
+            ),
+        };
+        Ok(options)
+    }
+}
+
+#[derive(clap::Args)]
+struct GatewayArgs {
+    /// The broker's gRPC address.
+    #[arg(long, env = "LLM_ROUTER_BROKER", default_value = "127.0.0.1:50000")]
+    broker: String,
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(
+        long,
+        env = "LLM_ROUTER_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:8000"
+    )]
+    listen: SocketAddr,
+    /// Directory of `*.toml` router config files, for the routes (missing: built-in defaults).
+    #[arg(
+        long = "config",
+        env = "LLM_ROUTER_CONFIG_DIR",
+        default_value = "config"
+    )]
+    config_dir: PathBuf,
+    #[command(flatten)]
+    http: GatewayHttpArgs,
+}
+
 #[derive(clap::Args)]
 struct UpArgs {
     /// Worker replicas to run.
@@ -147,6 +205,15 @@ struct UpArgs {
     /// Workers' /health, /ready and /metrics port.
     #[arg(long, env = "LLM_ROUTER_METRICS_PORT", default_value_t = 9091)]
     metrics_port: u16,
+    /// Where the OpenAI-compatible gateway listens (port 0 picks a free one).
+    #[arg(
+        long,
+        env = "LLM_ROUTER_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:8000"
+    )]
+    gateway_listen: SocketAddr,
+    #[command(flatten)]
+    gateway: GatewayHttpArgs,
     /// Broker data directory [default: <user data dir>/llm-router/broker].
     #[arg(long, env = "LLM_ROUTER_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -270,6 +337,7 @@ async fn main() -> std::process::ExitCode {
         Command::Broker(args) => run_broker(args.into_config()).await,
         Command::Worker(args) => run_worker(args).await,
         Command::Up(args) => run_up(args).await,
+        Command::Gateway(args) => run_gateway(args).await,
         Command::Ask(args) => run_ask(args).await,
         Command::SimProvider(args) => run_sim(args.into_config()).await,
     };
@@ -450,9 +518,14 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         workers.spawn(worker::run(options, router.clone(), status.clone(), stop));
     }
     wait_ready(&statuses, Duration::from_secs(10)).await;
+    let options = args
+        .gateway
+        .options(broker.grpc_addr.to_string(), args.gateway_listen)?;
+    let gateway = gateway::start(options, &routing.config).await?;
     let summary = UpSummary {
         broker: &broker,
         http: http_addr,
+        gateway: &gateway,
         routing: &routing,
         workers: statuses.len(),
         ready_in: started.elapsed(),
@@ -467,6 +540,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     shutdown.cancel();
+    gateway.stop().await;
     let _ = http.await;
     stop_sim(routing.sim).await;
     broker.shutdown().await;
@@ -497,6 +571,7 @@ async fn wait_ready(statuses: &[Arc<Status>], limit: Duration) {
 struct UpSummary<'a> {
     broker: &'a llm_router::broker::RunningBroker,
     http: SocketAddr,
+    gateway: &'a RunningGateway,
     routing: &'a Routing,
     workers: usize,
     ready_in: Duration,
@@ -525,13 +600,15 @@ impl UpSummary<'_> {
             .first()
             .map_or("openai", |r| r.name.as_str());
         format!(
-            "llm-router up: ready in {} ms\n  gRPC (KubeMQ)  {}\n  REST (KubeMQ)  http://{}   (/health /ready /metrics)\n  workers        {} in group {}, metrics http://{}/metrics\n  routes         {}\n  provider       {}\n  try            llm-router ask {example} \"Hello\" --broker {}\n",
+            "llm-router up: ready in {} ms\n  gRPC (KubeMQ)  {}\n  REST (KubeMQ)  http://{}   (/health /ready /metrics)\n  workers        {} in group {}, metrics http://{}/metrics\n  gateway        {}   (OpenAI base URL {}/v1; /health /ready /metrics)\n  routes         {}\n  provider       {}\n  try            llm-router ask {example} \"Hello\" --broker {}\n",
             self.ready_in.as_millis(),
             self.broker.grpc_addr,
             self.broker.rest_addr,
             self.workers,
             worker::DEFAULT_GROUP,
             self.http,
+            self.gateway.url(),
+            self.gateway.url(),
             routes.join(", "),
             provider,
             self.broker.grpc_addr,
@@ -543,6 +620,20 @@ fn print_stdout(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// gateway
+// ---------------------------------------------------------------------------------------
+
+async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let config = router_config::load(Some(&args.config_dir))?;
+    let options = args.http.options(args.broker, args.listen)?;
+    let gateway = gateway::start(options, &config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new requests, finishing those in flight");
+    gateway.stop().await;
     Ok(())
 }
 

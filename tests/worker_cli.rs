@@ -85,6 +85,8 @@ fn up_with_sim_serves_ask_and_stops_on_sigterm() {
             "0",
             "--metrics-port",
             "0",
+            "--gateway-listen",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(dir.path().join("data"))

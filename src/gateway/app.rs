@@ -1,0 +1,59 @@
+//! The composition root: the HTTP routes and the layers around them.
+
+use super::auth::{self, ApiKeys};
+use super::broker::BrokerLink;
+use super::error::ApiError;
+use super::limit::{self, KeyLimit};
+use super::routes::RouteTable;
+use super::{chat, health, metrics, models, request_id};
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+
+/// What every handler reads.
+pub struct AppState {
+    pub table: RouteTable,
+    pub broker: BrokerLink,
+    /// The body cap, for the 413 text.
+    pub max_body: usize,
+    /// Unix seconds at start: the `created` of every model.
+    pub started_unix: i64,
+}
+
+/// The gateway's router.
+///
+/// Layers, outermost first:
+/// 1. [`request_id::propagate`] (every path): adds the [`request_id::RequestId`] extension
+///    and the `x-request-id` response header, errors and 404s included.
+/// 2. [`metrics::record`] (`/v1/*`): counts and times responses, reading the
+///    [`metrics::RouteLabel`] response extension the chat handler sets.
+/// 3. [`auth::require_key`] (`/v1/*`): 401 without a valid key; adds [`auth::Caller`].
+/// 4. [`limit::per_key`] (`/v1/*`): 429 with `Retry-After` beyond the caller's rate.
+/// 5. [`DefaultBodyLimit`]: the chat handler turns a longer body into a 413.
+///
+/// `/health`, `/ready` and `/metrics` need no key.
+pub fn router(state: Arc<AppState>, keys: ApiKeys, limit: KeyLimit) -> Router {
+    let max_body = state.max_body;
+    let v1 = Router::new()
+        .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/models", get(models::list))
+        .layer(DefaultBodyLimit::max(max_body))
+        .route_layer(from_fn_with_state(limit, limit::per_key))
+        .route_layer(from_fn_with_state(keys, auth::require_key))
+        .route_layer(from_fn(metrics::record));
+    let ops = Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics));
+    v1.merge(ops)
+        .fallback(not_found)
+        .layer(from_fn(request_id::propagate))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    ApiError::NotFound.into_response()
+}

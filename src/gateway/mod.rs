@@ -1,0 +1,170 @@
+//! The OpenAI-compatible gateway: apps using OpenAI SDKs change their base URL, and each
+//! chat request travels as a JSON-mode KubeMQ query on its route's channel to a worker.
+//!
+//! # Layout
+//! - [`app`]: the routes and the layer stack (the composition root).
+//! - [`chat`]: `POST /v1/chat/completions` (query out, answer or failure back).
+//! - [`models`]: `GET /v1/models`. [`health`]: `/health`, `/ready`, `/metrics`.
+//! - [`routes`]: `model` → route, channel, timeout, pinned model.
+//! - [`broker`]: the background connection to the broker.
+//! - [`auth`], [`limit`], [`request_id`], [`metrics`]: one cross-cutting concern each.
+//! - [`error`]: every failure, its status and its OpenAI-shaped body.
+//!
+//! Not yet: streaming (`stream: true` is a 400) and the Batch API (`/v1/files`,
+//! `/v1/batches`).
+
+pub mod app;
+pub mod auth;
+pub mod broker;
+pub mod chat;
+pub mod error;
+pub mod health;
+pub mod limit;
+pub mod metrics;
+pub mod models;
+pub mod request_id;
+pub mod routes;
+
+use crate::config::RouterConfig;
+use app::AppState;
+use auth::ApiKeys;
+use broker::BrokerLink;
+use limit::KeyLimit;
+use routes::RouteTable;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Default body cap: 4 MiB.
+pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// How the gateway runs.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// `host:port` of the broker's gRPC listener.
+    pub broker: String,
+    /// Where to listen (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// ClientID at the broker.
+    pub client_id: String,
+    /// Accepted API keys; empty means none is required.
+    pub keys: ApiKeys,
+    /// Largest request body, bytes; beyond it 413.
+    pub max_body: usize,
+    /// Requests per second per API key (one shared budget without keys); `None`: no limit.
+    pub rate_limit: Option<NonZeroU32>,
+}
+
+impl GatewayOptions {
+    pub fn new(broker: impl Into<String>, listen: SocketAddr) -> Self {
+        Self {
+            broker: broker.into(),
+            listen,
+            client_id: default_id(),
+            keys: ApiKeys::default(),
+            max_body: DEFAULT_MAX_BODY,
+            rate_limit: None,
+        }
+    }
+}
+
+/// `llm-router-gateway-<host>-<random>`, unique enough across replicas.
+pub fn default_id() -> String {
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "gateway".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("llm-router-gateway-{host}-{}", &suffix[..8])
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot listen on {addr} for the gateway: {source}; pick another address with --listen (or --gateway-listen for up)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A gateway serving in the background.
+pub struct RunningGateway {
+    /// The bound address (the real port when asked for port 0).
+    pub addr: SocketAddr,
+    /// Cancel to stop: no new connections, requests in flight finish.
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<()>,
+}
+
+impl RunningGateway {
+    /// `http://addr`, the OpenAI base URL is this plus `/v1`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops and waits for the requests in flight.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Binds, starts connecting to the broker and serves the routes of `config` until
+/// the returned gateway's `shutdown` is cancelled.
+pub async fn start(
+    options: GatewayOptions,
+    config: &RouterConfig,
+) -> Result<RunningGateway, GatewayError> {
+    metrics::describe();
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| GatewayError::Bind {
+            addr: options.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| GatewayError::Bind {
+        addr: options.listen,
+        source,
+    })?;
+    let shutdown = CancellationToken::new();
+    let state = Arc::new(AppState {
+        table: RouteTable::new(config),
+        broker: BrokerLink::connect(&options.broker, &options.client_id, shutdown.clone()),
+        max_body: options.max_body,
+        started_unix: unix_seconds(),
+    });
+    let app = app::router(
+        state,
+        options.keys.clone(),
+        KeyLimit::new(options.rate_limit),
+    );
+    let stop = shutdown.clone().cancelled_owned();
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!("gateway server failed: {e}");
+        }
+    });
+    tracing::info!(
+        keys = options.keys.len(),
+        broker = %options.broker,
+        "OpenAI-compatible gateway on http://{addr}/v1"
+    );
+    Ok(RunningGateway {
+        addr,
+        shutdown,
+        task,
+    })
+}
+
+fn unix_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
