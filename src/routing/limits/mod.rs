@@ -390,6 +390,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn batch_takes_nothing_while_an_interactive_request_waits() {
+        let l = limits(Some(60), None, None);
+        l.try_take(0).unwrap();
+        let waiter = l.acquire(0, Instant::now() + Duration::from_secs(60));
+        tokio::pin!(waiter);
+        assert!(futures::poll!(&mut waiter).is_pending());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(!l.has_spare(), "budget is free, but someone waits for it");
+        assert_eq!(l.try_take(0).unwrap_err(), Busy::Interactive);
+        waiter.await.unwrap();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(l.has_spare());
+        l.try_take(0).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_deadline_that_cannot_wait_gets_no_budget() {
         let l = limits(Some(20), None, None);
         let soon = Instant::now() + Duration::from_millis(500);

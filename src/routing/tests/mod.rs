@@ -590,3 +590,5 @@ async fn metrics_name_the_endpoints_and_routes() {
         assert!(text.contains(series), "missing {series} in\n{text}");
     }
 }
+
+mod batch;
