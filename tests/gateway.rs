@@ -1,0 +1,546 @@
+//! The OpenAI-compatible gateway over real loopback: the embedded broker, the simulated
+//! provider, a worker and the gateway, with reqwest as the HTTP client.
+#![expect(clippy::expect_used, reason = "a failed step fails the test")]
+
+mod common;
+
+use common::TestBroker;
+use llm_router::config::RouterConfig;
+use llm_router::gateway::auth::ApiKeys;
+use llm_router::gateway::{self, GatewayOptions, RunningGateway};
+use llm_router::routing::Router;
+use llm_router::sim::{RunningSim, SimConfig};
+use llm_router::worker::{self, Status, WorkerError, WorkerOptions};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Broker, sim, one worker and the gateway, all in this process.
+struct Stack {
+    broker: TestBroker,
+    sim: RunningSim,
+    worker: Option<(CancellationToken, JoinHandle<Result<(), WorkerError>>)>,
+    gateway: RunningGateway,
+    http: reqwest::Client,
+}
+
+/// The default routes pointed at `sim`, with `env` overrides (`LLM_ROUTER__…`).
+fn config(sim: &RunningSim, env: &[(&str, &str)]) -> RouterConfig {
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    llm_router::config::load_with_env(None, &env)
+        .expect("config")
+        .with_sim(&sim.base_url())
+}
+
+async fn start_sim(sim: SimConfig) -> RunningSim {
+    llm_router::sim::start(SimConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..sim
+    })
+    .await
+    .expect("start sim")
+}
+
+async fn start_worker(
+    broker: &TestBroker,
+    config: &RouterConfig,
+) -> (CancellationToken, JoinHandle<Result<(), WorkerError>>) {
+    let router = Arc::new(Router::new(config, reqwest::Client::new()).expect("router"));
+    let status = Arc::new(Status::default());
+    let stop = CancellationToken::new();
+    let options = WorkerOptions::new(broker.grpc_address(), "gw-test-worker");
+    let task = tokio::spawn(worker::run(
+        options,
+        router,
+        status.clone(),
+        stop.clone().cancelled_owned(),
+    ));
+    common::eventually("worker subscribed", || status.is_ready()).await;
+    (stop, task)
+}
+
+async fn start_gateway(
+    broker: String,
+    config: &RouterConfig,
+    tune: impl FnOnce(&mut GatewayOptions),
+) -> RunningGateway {
+    let mut options = GatewayOptions::new(broker, "127.0.0.1:0".parse().expect("addr"));
+    tune(&mut options);
+    gateway::start(options, config).await.expect("gateway")
+}
+
+impl Stack {
+    async fn new(sim: SimConfig, env: &[(&str, &str)], with_worker: bool) -> Self {
+        Self::tuned(sim, env, with_worker, |_| {}).await
+    }
+
+    async fn tuned(
+        sim: SimConfig,
+        env: &[(&str, &str)],
+        with_worker: bool,
+        tune: impl FnOnce(&mut GatewayOptions),
+    ) -> Self {
+        let broker = common::start_broker().await;
+        let sim = start_sim(sim).await;
+        let config = config(&sim, env);
+        let worker = if with_worker {
+            Some(start_worker(&broker, &config).await)
+        } else {
+            None
+        };
+        let gateway = start_gateway(broker.grpc_address(), &config, tune).await;
+        let stack = Self {
+            broker,
+            sim,
+            worker,
+            gateway,
+            http: reqwest::Client::new(),
+        };
+        stack.wait_ready().await;
+        stack
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.gateway.url())
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let ready = self.http.get(self.url("/ready")).send().await;
+            if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "gateway never ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn chat(&self, body: Value) -> reqwest::RequestBuilder {
+        self.http.post(self.url("/v1/chat/completions")).json(&body)
+    }
+
+    async fn stop(self) {
+        self.gateway.stop().await;
+        if let Some((stop, task)) = self.worker {
+            stop.cancel();
+            let _ = task.await;
+        }
+        self.sim.shutdown.cancel();
+        self.broker.stop().await;
+    }
+}
+
+fn hello(model: &str) -> Value {
+    json!({ "model": model, "messages": [{ "role": "user", "content": "hello gateway" }] })
+}
+
+/// Status, `x-request-id` and JSON body of a response.
+async fn read(response: reqwest::Response) -> (StatusCode, Option<String>, Value) {
+    let status = response.status();
+    let id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, id, body)
+}
+
+/// Asserts an OpenAI-shaped error with `status` and `code`; returns its message.
+async fn expect_error(response: reqwest::Response, status: StatusCode, code: &str) -> String {
+    let (got, id, body) = read(response).await;
+    assert_eq!(got, status, "{body}");
+    assert!(
+        id.is_some_and(|id| !id.is_empty()),
+        "no x-request-id on a {got}"
+    );
+    let error = &body["error"];
+    assert_eq!(error["code"], code, "{body}");
+    assert!(error["type"].is_string(), "{body}");
+    assert!(error.get("param").is_some(), "{body}");
+    error["message"].as_str().expect("message").to_owned()
+}
+
+#[tokio::test]
+async fn chat_completion_round_trip_echoes_the_request_id() {
+    let s = Stack::new(SimConfig::default(), &[], true).await;
+    let response = s
+        .chat(hello("openai"))
+        .header("x-request-id", "req-42")
+        .send()
+        .await
+        .expect("send");
+    let (status, id, body) = read(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(id.as_deref(), Some("req-42"));
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["choices"][0]["message"]["role"], "assistant");
+    let content = body["choices"][0]["message"]["content"].as_str();
+    assert!(
+        content.is_some_and(|c| c.contains("hello gateway")),
+        "{body}"
+    );
+    assert!(body["usage"]["total_tokens"].as_u64() > Some(0), "{body}");
+
+    // Without one, the gateway makes one up.
+    let response = s.chat(hello("claude")).send().await.expect("send");
+    let (status, id, _) = read(response).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = id.expect("generated id");
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+
+    let metrics = s.http.get(s.url("/metrics")).send().await.expect("scrape");
+    let text = metrics.text().await.expect("metrics text");
+    assert!(
+        text.contains(r#"llm_router_gateway_requests_total{route="openai",status="200"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"llm_router_gateway_request_duration_seconds_count{route="claude"}"#),
+        "{text}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn route_slash_model_is_accepted_and_unknown_models_are_404() {
+    let s = Stack::new(SimConfig::default(), &[], true).await;
+    let response = s
+        .chat(hello("openai/gpt-4.1-mini"))
+        .send()
+        .await
+        .expect("send");
+    let (status, _, body) = read(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["object"], "chat.completion");
+
+    let response = s.chat(hello("openai/gpt-9")).send().await.expect("send");
+    let message = expect_error(response, StatusCode::NOT_FOUND, "model_not_found").await;
+    assert!(message.contains("gpt-4o-mini"), "{message}");
+
+    let response = s.chat(hello("gpt-4o")).send().await.expect("send");
+    let message = expect_error(response, StatusCode::NOT_FOUND, "unknown_route").await;
+    for route in ["claude", "openai", "sentiment", "summarize"] {
+        assert!(message.contains(route), "{message}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn models_lists_routes_and_their_target_models() {
+    let s = Stack::new(SimConfig::default(), &[], true).await;
+    let response = s.http.get(s.url("/v1/models")).send().await.expect("send");
+    let (status, id, body) = read(response).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(id.is_some());
+    assert_eq!(body["object"], "list");
+    let data = body["data"].as_array().expect("data");
+    let ids: Vec<&str> = data.iter().filter_map(|m| m["id"].as_str()).collect();
+    for id in [
+        "openai",
+        "openai/gpt-4o-mini",
+        "openai/gpt-4.1-mini",
+        "claude",
+        "claude/claude-3-5-haiku-latest",
+        "summarize",
+        "sentiment/gpt-4o-mini",
+    ] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+    assert!(data
+        .iter()
+        .all(|m| m["object"] == "model" && m["owned_by"] == "llm-router"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_are_400_before_reaching_the_broker() {
+    let s = Stack::new(SimConfig::default(), &[], true).await;
+    let malformed = s
+        .http
+        .post(s.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
+    let message = expect_error(malformed, StatusCode::BAD_REQUEST, "bad_request").await;
+    assert!(message.contains("not valid JSON"), "{message}");
+
+    let no_messages = s
+        .chat(json!({"model": "openai"}))
+        .send()
+        .await
+        .expect("send");
+    expect_error(no_messages, StatusCode::BAD_REQUEST, "bad_request").await;
+
+    let empty = s
+        .chat(json!({"model": "openai", "messages": []}))
+        .send()
+        .await
+        .expect("send");
+    expect_error(empty, StatusCode::BAD_REQUEST, "bad_request").await;
+
+    let mut stream = hello("openai");
+    stream["stream"] = json!(true);
+    let response = s.chat(stream).send().await.expect("send");
+    let message = expect_error(response, StatusCode::BAD_REQUEST, "streaming_unavailable").await;
+    assert!(message.contains("not available yet"), "{message}");
+
+    // The worker's own validation comes back as a 400 too.
+    let bad_content = s
+        .chat(json!({"model": "openai", "messages": [{"role": "user"}]}))
+        .send()
+        .await
+        .expect("send");
+    expect_error(bad_content, StatusCode::BAD_REQUEST, "bad_request").await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn api_keys_are_required_when_set() {
+    let s = Stack::tuned(SimConfig::default(), &[], true, |o| {
+        o.keys = ApiKeys::parse("sk-gw-one,sk-gw-two");
+    })
+    .await;
+    let none = s.chat(hello("openai")).send().await.expect("send");
+    let message = expect_error(none, StatusCode::UNAUTHORIZED, "invalid_api_key").await;
+    assert!(message.contains("Bearer"), "{message}");
+
+    let wrong = s
+        .chat(hello("openai"))
+        .bearer_auth("sk-gw-three")
+        .send()
+        .await
+        .expect("send");
+    let message = expect_error(wrong, StatusCode::UNAUTHORIZED, "invalid_api_key").await;
+    assert!(
+        !message.contains("sk-gw"),
+        "the error quotes a key: {message}"
+    );
+
+    let models = s.http.get(s.url("/v1/models")).send().await.expect("send");
+    assert_eq!(models.status(), StatusCode::UNAUTHORIZED);
+
+    for key in ["sk-gw-one", "sk-gw-two"] {
+        let ok = s
+            .chat(hello("openai"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(ok.status(), StatusCode::OK, "key {key}");
+    }
+    // Health and metrics stay open for probes and scrapers.
+    let health = s.http.get(s.url("/health")).send().await.expect("send");
+    assert_eq!(health.status(), StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let s = Stack::tuned(SimConfig::default(), &[], true, |o| o.max_body = 2048).await;
+    let big = json!({
+        "model": "openai",
+        "messages": [{ "role": "user", "content": "x".repeat(4096) }],
+    });
+    let response = s.chat(big).send().await.expect("send");
+    let message = expect_error(response, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
+    assert!(message.contains("2048"), "{message}");
+    let small = s.chat(hello("openai")).send().await.expect("send");
+    assert_eq!(small.status(), StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn per_key_rate_limit_is_429_with_retry_after() {
+    let s = Stack::tuned(SimConfig::default(), &[], true, |o| {
+        o.keys = ApiKeys::parse("sk-a,sk-b");
+        o.rate_limit = NonZeroU32::new(2);
+    })
+    .await;
+    for _ in 0..2 {
+        let ok = s
+            .chat(hello("openai"))
+            .bearer_auth("sk-a")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(ok.status(), StatusCode::OK);
+    }
+    let limited = s
+        .chat(hello("openai"))
+        .bearer_auth("sk-a")
+        .send()
+        .await
+        .expect("send");
+    let retry_after = limited
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert_eq!(retry_after, Some(1));
+    expect_error(
+        limited,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_exceeded",
+    )
+    .await;
+    // Another key has its own budget.
+    let other = s
+        .chat(hello("openai"))
+        .bearer_auth("sk-b")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(other.status(), StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_failure_is_502() {
+    let sim = SimConfig {
+        error_rates: vec![(500, 1.0)],
+        ..SimConfig::default()
+    };
+    let env = [("LLM_ROUTER__ROUTES__CLAUDE__RETRY__BASE_DELAY", "1ms")];
+    let s = Stack::new(sim, &env, true).await;
+    let response = s.chat(hello("claude")).send().await.expect("send");
+    let message = expect_error(response, StatusCode::BAD_GATEWAY, "upstream_failed").await;
+    assert!(message.contains("500"), "{message}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_timeout_is_504() {
+    let sim = SimConfig {
+        hang_rate: 1.0,
+        ..SimConfig::default()
+    };
+    let s = Stack::new(sim, &[], true).await;
+    let response = s
+        .chat(hello("claude"))
+        .header("x-request-timeout", "1")
+        .send()
+        .await
+        .expect("send");
+    let message = expect_error(response, StatusCode::GATEWAY_TIMEOUT, "upstream_timeout").await;
+    assert!(message.contains("route 'claude'"), "{message}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn every_target_rate_limited_is_429() {
+    let env = [(
+        "LLM_ROUTER__ENDPOINTS__ANTHROPIC__LIMITS__REQUESTS_PER_MINUTE",
+        "1",
+    )];
+    let s = Stack::new(SimConfig::default(), &env, true).await;
+    let first = s.chat(hello("claude")).send().await.expect("send");
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = s
+        .chat(hello("claude"))
+        .header("x-request-timeout", "1")
+        .send()
+        .await
+        .expect("send");
+    let message = expect_error(second, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert!(message.contains("rate-limited"), "{message}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn no_worker_is_504_saying_to_start_workers() {
+    let s = Stack::new(SimConfig::default(), &[], false).await;
+    let started = std::time::Instant::now();
+    let response = s
+        .chat(hello("openai"))
+        .header("x-request-timeout", "0.5")
+        .send()
+        .await
+        .expect("send");
+    let message = expect_error(response, StatusCode::GATEWAY_TIMEOUT, "no_worker").await;
+    assert!(message.contains("no worker answered"), "{message}");
+    assert!(message.contains("workers are running"), "{message}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the timeout header was ignored"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn unreachable_broker_is_503_and_not_ready() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = closed.local_addr().expect("addr").to_string();
+    drop(closed);
+    let sim = start_sim(SimConfig::default()).await;
+    let gateway = start_gateway(address, &config(&sim, &[]), |_| {}).await;
+    let http = reqwest::Client::new();
+    let url = gateway.url();
+    let response = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&hello("openai"))
+        .send()
+        .await
+        .expect("send");
+    let message = expect_error(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "broker_unavailable",
+    )
+    .await;
+    assert!(message.contains("broker"), "{message}");
+    let ready = http.get(format!("{url}/ready")).send().await.expect("send");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    gateway.stop().await;
+    sim.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn broker_gone_after_start_is_503() {
+    let s = Stack::new(SimConfig::default(), &[], true).await;
+    let Stack {
+        broker,
+        sim,
+        worker,
+        gateway,
+        http,
+    } = s;
+    if let Some((stop, task)) = worker {
+        stop.cancel();
+        let _ = task.await;
+    }
+    broker.stop().await;
+    let response = http
+        .post(format!("{}/v1/chat/completions", gateway.url()))
+        .json(&hello("openai"))
+        .send()
+        .await
+        .expect("send");
+    expect_error(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "broker_unavailable",
+    )
+    .await;
+    gateway.stop().await;
+    sim.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn unknown_paths_are_openai_shaped_404s() {
+    let s = Stack::new(SimConfig::default(), &[], false).await;
+    let response = s.http.get(s.url("/v1/batches")).send().await.expect("send");
+    expect_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    s.stop().await;
+}
