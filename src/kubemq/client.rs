@@ -1,12 +1,14 @@
 //! A small reconnecting KubeMQ client for the worker and `ask`: one connection actor
-//! owning the gRPC channel, unary calls (ping, send request, send response) and query
-//! subscriptions that resubscribe with backoff after the broker goes away and comes back.
+//! owning the gRPC channel, unary calls (ping, send request, send response, send event)
+//! and query and event subscriptions that resubscribe with backoff after the broker goes
+//! away and comes back (an events-store subscription continues after the last event it
+//! delivered).
 //!
 //! Works the same against a real KubeMQ server and the embedded broker.
 
 use super::kubemq_client::KubemqClient;
-use super::subscribe::SubscribeType;
-use super::{Empty, PingResult, Request, Response, Subscribe};
+use super::subscribe::{EventsStoreType, SubscribeType};
+use super::{Empty, EventReceive, PingResult, Request, Response, Subscribe};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
@@ -44,7 +46,7 @@ pub struct Error {
 }
 
 impl Error {
-    fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
         Self {
             kind,
             detail: detail.into(),
@@ -60,7 +62,7 @@ impl Error {
     }
 
     /// Classifies a gRPC status. No wildcard: a new code must pick its kind.
-    fn from_status(status: &tonic::Status) -> Self {
+    pub(crate) fn from_status(status: &tonic::Status) -> Self {
         use tonic::Code;
         let message = status.message();
         let kind = match status.code() {
@@ -150,9 +152,18 @@ enum Command {
         response: Response,
         reply: oneshot::Sender<Result<(), Error>>,
     },
+    SendEvent {
+        event: super::Event,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
     Subscribe {
         subscribe: Subscribe,
         deliver: mpsc::Sender<Request>,
+        active: Arc<AtomicBool>,
+    },
+    SubscribeToEvents {
+        subscribe: Subscribe,
+        deliver: mpsc::Sender<EventReceive>,
         active: Arc<AtomicBool>,
     },
 }
@@ -265,6 +276,39 @@ impl Client {
             .await
     }
 
+    /// Publishes an event (`event.store` false) or an events-store message (true). A
+    /// broker that does not take it (`Sent=false`) is [`ErrorKind::Rejected`].
+    pub async fn send_event(&self, event: super::Event) -> Result<(), Error> {
+        let (reply, rx) = oneshot::channel();
+        self.call(Command::SendEvent { event, reply }, rx).await
+    }
+
+    /// Subscribes to events or events store with a full `Subscribe`. The stream survives
+    /// broker restarts like [`Self::subscribe_to_queries`]; an events-store subscription
+    /// resumes at the sequence after the last one delivered (before any delivery, at the
+    /// original start position), so nothing is lost or repeated.
+    pub async fn subscribe_to_events(
+        &self,
+        subscribe: Subscribe,
+    ) -> Result<EventSubscription, Error> {
+        let (deliver, items) = mpsc::channel(256);
+        let active = Arc::new(AtomicBool::new(false));
+        let channel = subscribe.channel.clone();
+        self.commands
+            .send(Command::SubscribeToEvents {
+                subscribe,
+                deliver,
+                active: active.clone(),
+            })
+            .await
+            .map_err(|_| Error::closed())?;
+        Ok(Subscription {
+            channel,
+            items,
+            active,
+        })
+    }
+
     /// Subscribes to queries on `channel` within `group`. The stream survives broker
     /// restarts (resubscribing with backoff) and ends only when the broker refuses the
     /// subscription, or when it or the client is dropped.
@@ -285,7 +329,7 @@ impl Client {
 
     /// Subscribes with a full `Subscribe` (commands or queries).
     pub async fn subscribe_to_requests(&self, subscribe: Subscribe) -> Result<Subscription, Error> {
-        let (deliver, requests) = mpsc::channel(256);
+        let (deliver, items) = mpsc::channel(256);
         let active = Arc::new(AtomicBool::new(false));
         let channel = subscribe.channel.clone();
         self.commands
@@ -298,7 +342,7 @@ impl Client {
             .map_err(|_| Error::closed())?;
         Ok(Subscription {
             channel,
-            requests,
+            items,
             active,
         })
     }
@@ -316,16 +360,19 @@ impl Client {
     }
 }
 
-/// Requests arriving on one subscription.
-pub struct Subscription {
+/// Requests (or events) arriving on one subscription.
+pub struct Subscription<T = Request> {
     channel: String,
-    requests: mpsc::Receiver<Request>,
+    items: mpsc::Receiver<T>,
     /// Set by the subscription task while its stream to the broker is open; read by
     /// readiness checks.
     active: Arc<AtomicBool>,
 }
 
-impl Subscription {
+/// Events arriving on one events or events-store subscription.
+pub type EventSubscription = Subscription<EventReceive>;
+
+impl<T> Subscription<T> {
     pub fn channel(&self) -> &str {
         &self.channel
     }
@@ -341,11 +388,11 @@ impl Subscription {
     }
 }
 
-impl Stream for Subscription {
-    type Item = Request;
+impl<T> Stream for Subscription<T> {
+    type Item = T;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Request>> {
-        self.requests.poll_recv(cx)
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        self.items.poll_recv(cx)
     }
 }
 
@@ -404,22 +451,43 @@ impl ConnectionHandler {
                 let result = grpc.send_response(response).await;
                 let _ = reply.send(result.map(|_| ()).map_err(|s| Error::from_status(&s)));
             })),
+            Command::SendEvent { event, reply } => self.calls.push(Box::pin(async move {
+                let _ = reply.send(send_event(&mut grpc, event).await);
+            })),
             Command::Subscribe {
                 subscribe,
                 deliver,
                 active,
             } => {
-                let task = SubscriptionTask {
-                    grpc,
-                    subscribe,
-                    deliver,
-                    active,
-                    events: self.events.clone(),
-                    options: self.options.clone(),
-                    was_lost: false,
-                };
+                let task = self.subscription(grpc, subscribe, deliver, active);
                 self.subscriptions.spawn(task.run());
             }
+            Command::SubscribeToEvents {
+                subscribe,
+                deliver,
+                active,
+            } => {
+                let task = self.subscription(grpc, subscribe, deliver, active);
+                self.subscriptions.spawn(task.run());
+            }
+        }
+    }
+
+    fn subscription<T: Feed>(
+        &self,
+        grpc: KubemqClient<Channel>,
+        subscribe: Subscribe,
+        deliver: mpsc::Sender<T>,
+        active: Arc<AtomicBool>,
+    ) -> SubscriptionTask<T> {
+        SubscriptionTask {
+            grpc,
+            subscribe,
+            deliver,
+            active,
+            events: self.events.clone(),
+            options: self.options.clone(),
+            was_lost: false,
         }
     }
 }
@@ -447,16 +515,81 @@ async fn send_request(
     }
 }
 
+/// Longest wait for the broker to take an event.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn send_event(grpc: &mut KubemqClient<Channel>, event: super::Event) -> Result<(), Error> {
+    let result = match tokio::time::timeout(EVENT_TIMEOUT, grpc.send_event(event)).await {
+        Ok(result) => result.map_err(|s| Error::from_status(&s))?.into_inner(),
+        Err(_) => {
+            return Err(Error::new(
+                ErrorKind::TimedOut,
+                format!(
+                    "no answer from the broker within {}s",
+                    EVENT_TIMEOUT.as_secs()
+                ),
+            ))
+        }
+    };
+    if result.sent {
+        return Ok(());
+    }
+    let detail = if result.error.is_empty() {
+        "the broker did not take the event".to_owned()
+    } else {
+        result.error
+    };
+    Err(Error::new(ErrorKind::Rejected, detail))
+}
+
+/// What a subscription delivers: how to open its stream, and where to resume after one.
+trait Feed: Send + Sized + 'static {
+    fn open(grpc: KubemqClient<Channel>, subscribe: Subscribe) -> Opening<Self>;
+
+    /// Moves `subscribe`'s start position past this item, if the stream can resume.
+    fn resume_after(&self, _subscribe: &mut Subscribe) {}
+}
+
+type Opening<T> = Pin<
+    Box<dyn Future<Output = Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>> + Send>,
+>;
+
+impl Feed for Request {
+    fn open(mut grpc: KubemqClient<Channel>, subscribe: Subscribe) -> Opening<Self> {
+        Box::pin(async move { grpc.subscribe_to_requests(subscribe).await })
+    }
+}
+
+impl Feed for EventReceive {
+    fn open(mut grpc: KubemqClient<Channel>, subscribe: Subscribe) -> Opening<Self> {
+        Box::pin(async move { grpc.subscribe_to_events(subscribe).await })
+    }
+
+    /// Events store only: plain events are not kept, so there is nothing to resume.
+    fn resume_after(&self, subscribe: &mut Subscribe) {
+        let store = subscribe.subscribe_type_data == SubscribeType::EventsStore as i32;
+        let Ok(next) = i64::try_from(self.sequence.saturating_add(1)) else {
+            return;
+        };
+        if store && self.sequence > 0 {
+            subscribe.events_store_type_data = EventsStoreType::StartAtSequence as i32;
+            subscribe.events_store_type_value = next;
+        }
+    }
+}
+
 /// How long a subscribe call may go without response headers before it counts as
 /// established: grpc-go servers (real KubeMQ) send headers only with the first message.
 const HEADERS_GRACE: Duration = Duration::from_millis(300);
 
 /// Keeps one subscription alive: subscribe, forward, and on loss resubscribe with backoff.
-struct SubscriptionTask {
+struct SubscriptionTask<T> {
     grpc: KubemqClient<Channel>,
+    /// What the next (re)subscribe sends; an events-store start position follows the
+    /// deliveries, so a resubscribe continues where the stream broke off.
     subscribe: Subscribe,
     /// Closed when the subscriber drops its [`Subscription`]; the task then ends.
-    deliver: mpsc::Sender<Request>,
+    deliver: mpsc::Sender<T>,
     active: Arc<AtomicBool>,
     events: broadcast::Sender<Event>,
     options: ClientOptions,
@@ -474,7 +607,7 @@ enum StreamEnd {
     Rejected(String),
 }
 
-impl SubscriptionTask {
+impl<T: Feed> SubscriptionTask<T> {
     async fn run(mut self) {
         let deliver = self.deliver.clone();
         let mut delays = self.options.backoff();
@@ -520,8 +653,7 @@ impl SubscriptionTask {
 
     /// One subscription stream, from the subscribe call until it ends.
     async fn stream_once(&mut self) -> StreamEnd {
-        let mut grpc = self.grpc.clone();
-        let call = grpc.subscribe_to_requests(self.subscribe.clone());
+        let call = T::open(self.grpc.clone(), self.subscribe.clone());
         tokio::pin!(call);
         let started = tokio::select! {
             result = &mut call => result,
@@ -537,8 +669,10 @@ impl SubscriptionTask {
         self.mark_active();
         loop {
             match stream.message().await {
-                Ok(Some(request)) => {
-                    if self.deliver.send(request).await.is_err() {
+                Ok(Some(item)) => {
+                    // Safe before the send: if the send fails, the task ends for good.
+                    item.resume_after(&mut self.subscribe);
+                    if self.deliver.send(item).await.is_err() {
                         return StreamEnd::Dropped;
                     }
                 }
@@ -592,6 +726,41 @@ mod tests {
         assert_eq!(Error::from_status(&s).kind(), ErrorKind::Rejected);
         let s = tonic::Status::unavailable("connection refused");
         assert_eq!(Error::from_status(&s).kind(), ErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn an_events_store_resubscribe_starts_after_the_last_delivered() {
+        let store = Subscribe {
+            subscribe_type_data: SubscribeType::EventsStore as i32,
+            events_store_type_data: EventsStoreType::StartFromFirst as i32,
+            ..Subscribe::default()
+        };
+        let mut resume = store.clone();
+        let delivered = |sequence| EventReceive {
+            sequence,
+            ..EventReceive::default()
+        };
+        delivered(7).resume_after(&mut resume);
+        assert_eq!(
+            (
+                resume.events_store_type_data,
+                resume.events_store_type_value
+            ),
+            (EventsStoreType::StartAtSequence as i32, 8)
+        );
+        let mut plain = Subscribe {
+            subscribe_type_data: SubscribeType::Events as i32,
+            ..Subscribe::default()
+        };
+        delivered(0).resume_after(&mut plain);
+        delivered(7).resume_after(&mut plain);
+        assert_eq!(
+            plain.events_store_type_data, 0,
+            "plain events do not resume"
+        );
+        let mut queries = store.clone();
+        Request::default().resume_after(&mut queries);
+        assert_eq!(queries, store);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`http`]: `/health`, `/ready`, `/metrics`.
 
 pub mod http;
+pub mod members;
 pub mod metrics;
 pub mod wire;
 
@@ -115,6 +116,11 @@ pub async fn run(
         () = &mut shutdown => return Ok(()),
         c = Client::connect(client_options) => c.map_err(WorkerError::Connect)?,
     };
+    // Shares the endpoints' limits with the other router processes for the worker's life.
+    let _membership =
+        members::Membership::join(client.clone(), router.clone(), options.id.clone())
+            .await
+            .map_err(WorkerError::Subscribe)?;
     let incoming = subscribe_all(&client, &router, &options.group, &status).await?;
     let shared = Arc::new(Shared {
         client,
