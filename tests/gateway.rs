@@ -544,3 +544,99 @@ async fn unknown_paths_are_openai_shaped_404s() {
     expect_error(response, StatusCode::NOT_FOUND, "not_found").await;
     s.stop().await;
 }
+
+/// A stand-in worker on `openai_requests` that hands each query to the test and answers
+/// it: first with a canned completion, then with a failure that is not JSON.
+async fn fake_worker(
+    broker: &TestBroker,
+) -> (
+    kubemq::KubemqClient,
+    kubemq::prelude::Subscription,
+    tokio::sync::mpsc::UnboundedReceiver<kubemq::prelude::QueryReceive>,
+) {
+    use kubemq::prelude::QueryReply;
+    let client = broker.sdk("fake-worker").await;
+    let (seen, queries) = tokio::sync::mpsc::unbounded_channel();
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = client.clone();
+    let sub = client
+        .subscribe_to_queries(
+            "openai_requests",
+            "fake",
+            move |q| {
+                let (c, seen, answered) = (c.clone(), seen.clone(), answered.clone());
+                Box::pin(async move {
+                    let n = answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let reply = QueryReply::builder()
+                        .request_id(&q.id)
+                        .response_to(&q.response_to);
+                    let reply = if n == 0 {
+                        reply.body(br#"{"object":"chat.completion","id":"canned"}"#.to_vec())
+                    } else {
+                        reply.body(b"garbled".to_vec()).error("worker exploded")
+                    };
+                    let _ = seen.send(q);
+                    c.send_query_response(reply.build()).await.expect("reply");
+                })
+            },
+            None,
+        )
+        .await
+        .expect("subscribe");
+    let b = broker.running.broker.clone();
+    common::eventually("fake worker subscribed", || {
+        b.pubsub.subscriber_count(
+            llm_router::broker::pubsub::stats::Kind::Queries,
+            "openai_requests",
+        ) >= 1
+    })
+    .await;
+    (client, sub, queries)
+}
+
+#[tokio::test]
+async fn the_query_carries_json_mode_request_id_and_pin() {
+    let s = Stack::new(SimConfig::default(), &[], false).await;
+    let (_client, _sub, mut queries) = fake_worker(&s.broker).await;
+    let response = s
+        .chat(hello("openai/gpt-4.1-mini"))
+        .header("x-request-id", "trace-7")
+        .header("x-request-timeout", "5")
+        .send()
+        .await
+        .expect("send");
+    let (status, id, body) = read(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(id.as_deref(), Some("trace-7"));
+    assert_eq!(body["id"], "canned", "the worker's body is passed through");
+
+    let q = queries.recv().await.expect("the query");
+    assert_eq!(
+        q.tags.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
+    assert_eq!(
+        q.tags.get("x-request-id").map(String::as_str),
+        Some("trace-7")
+    );
+    assert_eq!(
+        q.tags.get("llm-router-pin-model").map(String::as_str),
+        Some("gpt-4.1-mini")
+    );
+    let sent: Value = serde_json::from_slice(&q.body).expect("JSON body");
+    assert_eq!(sent["model"], "gpt-4.1-mini");
+    assert_eq!(sent["messages"][0]["content"], "hello gateway");
+
+    // A failure the gateway cannot read is a 502 carrying the worker's error text.
+    let response = s.chat(hello("openai")).send().await.expect("send");
+    let message = expect_error(response, StatusCode::BAD_GATEWAY, "bad_worker_reply").await;
+    assert!(message.contains("worker exploded"), "{message}");
+    let q = queries.recv().await.expect("the second query");
+    let sent: Value = serde_json::from_slice(&q.body).expect("JSON body");
+    assert!(
+        sent.get("model").is_none(),
+        "a route name is not a model: {sent}"
+    );
+    assert!(!q.tags.contains_key("llm-router-pin-model"));
+    s.stop().await;
+}
