@@ -65,8 +65,8 @@ impl BrokerLink {
         )
     }
 
-    /// Sends a query and waits for its answer; `route`/`channel`/`timeout` name what
-    /// failed in a timeout's text.
+    /// Sends a query and waits for its answer. `route` (with the query's channel and
+    /// timeout) is named in the text when no worker answers in time.
     pub async fn query(&self, request: Request, route: &str) -> Result<Response, ApiError> {
         let client = self.client()?;
         let channel = request.channel.clone();
