@@ -141,11 +141,21 @@ impl Router {
         for endpoint in &self.endpoints {
             endpoint.limits.set_replicas(replicas);
         }
-        metrics::replicas(replicas);
         tracing::info!(
             replicas,
             "endpoint limits are now this process's 1/{replicas} share"
         );
+    }
+
+    /// Restarts every rate budget drained at the current share, as a process joining a
+    /// cluster must: it cannot know how much of this minute the others already used, so
+    /// it gets no burst, only the steady rate, until membership says how many share.
+    pub fn drain_budgets(&self) {
+        let _order = self.resizing.lock();
+        let replicas = self.replicas();
+        for endpoint in &self.endpoints {
+            endpoint.limits.set_replicas(replicas);
+        }
     }
 
     /// Live router processes the limits are shared with (1 until told otherwise).

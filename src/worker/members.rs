@@ -90,6 +90,7 @@ impl Membership {
         options: MembershipOptions,
     ) -> Result<Self, ClientError> {
         let heartbeats = client.subscribe_to_events(subscribe(&client)).await?;
+        router.drain_budgets();
         let view = Arc::new(View {
             id: id.clone(),
             count: AtomicU32::new(router.replicas()),
@@ -253,6 +254,7 @@ impl Listener {
             tracing::info!(members = count, "router processes sharing the limits");
         }
         self.router.set_replicas(count);
+        crate::routing::metrics::replicas(count);
         let round_heard = self
             .first_self
             .is_some_and(|t| now >= t + self.options.heartbeat + self.options.heartbeat / 4);

@@ -183,3 +183,16 @@ async fn a_third_share_of_120_rpm_admits_under_40_a_minute_and_no_burst() {
     }
     assert!(times.len() >= 5 * 38, "{} calls in 5 minutes", times.len());
 }
+
+#[tokio::test(start_paused = true)]
+async fn drained_budgets_grant_no_burst() {
+    let mut a = ep("a", Step::Answer);
+    a.limits.requests_per_minute = Some(600);
+    let r = router(&[&a], vec![target("a", 1, 1)], retry(1));
+    r.drain_budgets();
+    let start = Instant::now();
+    ask(&r, 10 * SEC).await.unwrap();
+    let period = Duration::from_nanos(60_500_000_000 / 588);
+    assert!(start.elapsed() >= period, "waited {:?}", start.elapsed());
+    assert_eq!(r.replicas(), 1);
+}
