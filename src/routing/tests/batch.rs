@@ -196,3 +196,58 @@ async fn drained_budgets_grant_no_burst() {
     assert!(start.elapsed() >= period, "waited {:?}", start.elapsed());
     assert_eq!(r.replicas(), 1);
 }
+
+/// Three replicas' batch loops on a 6,000 rpm endpoint, with a trickle of interactive
+/// requests: together under the limit in every minute, close to it over the run, and
+/// interactive requests never wait behind batch for more than a couple of periods.
+#[tokio::test(start_paused = true)]
+async fn three_replicas_keep_a_shared_limit_nearly_saturated_and_interactive_first() {
+    let mut a = ep("a", Step::Answer);
+    a.limits.requests_per_minute = Some(6000);
+    let start = Instant::now();
+    let end = start + 300 * SEC;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let r = Arc::new(router(&[&a], vec![target("a", 1, 1)], retry(1)));
+        r.set_replicas(3);
+        for _ in 0..4 {
+            let r = Arc::clone(&r);
+            tasks.spawn(async move {
+                while let Some(reservation) = r.reserve("r", &line(), end).await {
+                    r.complete_reserved(reservation, line(), SEC).await.unwrap();
+                }
+                Duration::ZERO
+            });
+        }
+        tasks.spawn(async move {
+            let mut longest = Duration::ZERO;
+            while Instant::now() + 2 * SEC < end {
+                tokio::time::sleep(2 * SEC).await;
+                let asked = Instant::now();
+                ask(&r, 10 * SEC).await.unwrap();
+                longest = longest.max(asked.elapsed());
+            }
+            longest
+        });
+    }
+    let mut longest_interactive = Duration::ZERO;
+    while let Some(waited) = tasks.join_next().await {
+        longest_interactive = longest_interactive.max(waited.unwrap());
+    }
+    let times = a.fake.call_times();
+    let mut first = 0;
+    let mut most = 0;
+    for (last, t) in times.iter().enumerate() {
+        while *t - times[first] >= 60 * SEC {
+            first += 1;
+        }
+        most = most.max(last + 1 - first);
+    }
+    assert!(most < 6000, "{most} calls in one minute");
+    let per_minute = times.len() as f64 / 5.0;
+    assert!(per_minute >= 0.95 * 6000.0, "{per_minute} a minute");
+    assert!(
+        longest_interactive <= Duration::from_millis(100),
+        "an interactive request waited {longest_interactive:?}"
+    );
+}
