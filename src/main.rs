@@ -522,6 +522,14 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         .gateway
         .options(broker.grpc_addr.to_string(), args.gateway_listen)?;
     let gateway = gateway::start(options, &routing.config).await?;
+    // The gateway stops taking requests when the workers stop taking queries, so no new
+    // request waits out its timeout on a channel nobody serves any more.
+    let stop_gateway = gateway.shutdown.clone();
+    let stopping = shutdown.clone();
+    tokio::spawn(async move {
+        stopping.cancelled().await;
+        stop_gateway.cancel();
+    });
     let summary = UpSummary {
         broker: &broker,
         http: http_addr,
