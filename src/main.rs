@@ -52,6 +52,9 @@ enum Command {
     Ask(AskArgs),
     /// Run the simulated OpenAI/Anthropic provider.
     SimProvider(SimArgs),
+    /// Bulk jobs in OpenAI's Batch format through the broker's queues: submit, status,
+    /// results, cancel, list.
+    Batch(llm_router::batch::cli::BatchArgs),
 }
 
 #[derive(clap::Args)]
@@ -340,6 +343,7 @@ async fn main() -> std::process::ExitCode {
         Command::Gateway(args) => run_gateway(args).await,
         Command::Ask(args) => run_ask(args).await,
         Command::SimProvider(args) => run_sim(args.into_config()).await,
+        Command::Batch(args) => llm_router::batch::cli::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -4,5 +4,10 @@
 //! - `format`: the input line rules and the output line shape.
 //! - `output`: the resumable writer of the output and error files.
 
+pub mod cli;
+pub mod collect;
 pub mod format;
+pub mod history;
+pub mod job;
 pub mod output;
+pub mod submit;

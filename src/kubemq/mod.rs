@@ -8,6 +8,7 @@ mod generated {
 pub use generated::*;
 
 pub mod client;
+pub mod queues;
 
 /// The encoded descriptor set of `proto/kubemq.proto`, for JSON mapping by field name.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -4,13 +4,16 @@
 //! - [`wire`]: request bodies in, response bodies out (seed and JSON mode).
 //! - [`metrics`]: the worker's Prometheus series.
 //! - [`http`]: `/health`, `/ready`, `/metrics`.
+//! - [`batch`]: the batch consumer, pulling batch lines with spare capacity.
 
+pub mod batch;
 pub mod http;
 pub mod members;
 pub mod metrics;
 pub mod wire;
 
 use crate::kubemq::client::{Client, ClientOptions, Error as ClientError};
+use crate::kubemq::queues::QueueClient;
 use crate::kubemq::{Request, Response};
 use crate::routing::Router;
 use futures::stream::{SelectAll, StreamExt};
@@ -21,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use wire::{Failure, Mode};
 
 /// The consumer group every worker joins, so the broker gives each request to one of them.
@@ -38,6 +42,8 @@ pub struct WorkerOptions {
     pub max_in_flight: usize,
     /// Longest wait for the broker at start; `None` waits until it is there.
     pub connect_timeout: Option<Duration>,
+    /// How batch lines are consumed; `None` serves interactive requests only.
+    pub batch: Option<batch::BatchOptions>,
 }
 
 impl WorkerOptions {
@@ -48,6 +54,7 @@ impl WorkerOptions {
             group: DEFAULT_GROUP.to_owned(),
             max_in_flight: 512,
             connect_timeout: None,
+            batch: Some(batch::BatchOptions::default()),
         }
     }
 }
@@ -73,6 +80,8 @@ pub enum WorkerError {
     NoRoutes,
     #[error("every subscription was refused by the broker")]
     SubscriptionsEnded,
+    #[error("cannot follow the batch jobs channel: {0}")]
+    Jobs(ClientError),
 }
 
 /// What `/ready` looks at.
@@ -117,21 +126,58 @@ pub async fn run(
         c = Client::connect(client_options) => c.map_err(WorkerError::Connect)?,
     };
     // Shares the endpoints' limits with the other router processes for the worker's life.
-    let _membership =
-        members::Membership::join(client.clone(), router.clone(), options.id.clone())
-            .await
-            .map_err(WorkerError::Subscribe)?;
+    let membership = members::Membership::join(client.clone(), router.clone(), options.id.clone())
+        .await
+        .map_err(WorkerError::Subscribe)?;
     let incoming = subscribe_all(&client, &router, &options.group, &status).await?;
     let shared = Arc::new(Shared {
         client,
         router,
         id: options.id.clone(),
     });
+    let batch = match options.batch.clone() {
+        None => None,
+        Some(batch_options) => {
+            let settled = membership.clone();
+            let ready = async move { settled.settled().await };
+            Some(start_batch(&options, &shared, batch_options, ready).await?)
+        }
+    };
     tracing::info!(worker = %options.id, broker = %options.broker, "worker serving");
-    serve(shared, incoming, options.max_in_flight, shutdown).await?;
+    let served = serve(shared, incoming, options.max_in_flight, shutdown).await;
+    if let Some((stop, task)) = batch {
+        // Interactive intake has stopped; batch lines in hand finish and are settled.
+        stop.cancel();
+        let _ = task.await;
+    }
+    drop(membership);
+    served?;
     status.draining.store(true, Ordering::Release);
     tracing::info!(worker = %options.id, "worker stopped");
     Ok(())
+}
+
+/// Starts the batch consumer beside the interactive one; stopped through the token.
+async fn start_batch(
+    options: &WorkerOptions,
+    shared: &Shared,
+    batch_options: batch::BatchOptions,
+    ready: impl Future<Output = ()> + Send + 'static,
+) -> Result<(CancellationToken, tokio::task::JoinHandle<()>), WorkerError> {
+    let jobs = batch::jobs::Watcher::start(&shared.client)
+        .await
+        .map_err(WorkerError::Jobs)?;
+    let queues = QueueClient::new(&options.broker, &options.id).map_err(WorkerError::Connect)?;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(batch::run(
+        queues,
+        shared.router.clone(),
+        jobs,
+        batch_options,
+        ready,
+        stop.clone(),
+    ));
+    Ok((stop, task))
 }
 
 /// A request tagged with the route whose channel it arrived on.

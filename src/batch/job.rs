@@ -1,0 +1,247 @@
+//! What a batch job is on the broker: its queues, the tags each line carries, and the
+//! job's history on the jobs channel.
+//!
+//! Why the history lives in an events-store channel: any machine that reaches the broker
+//! can replay it (`batch status` from a laptop, a worker learning that a job was
+//! cancelled), and it survives broker restarts like the queues do. Nothing about a job
+//! is kept in a local file.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// The events-store channel holding every job's history.
+pub const JOBS_CHANNEL: &str = "llm-router.batch.jobs";
+
+/// Tags on a line message (and copied onto its result).
+pub mod tag {
+    pub const JOB: &str = "job";
+    pub const CUSTOM_ID: &str = "custom-id";
+    pub const LINE: &str = "line";
+    /// Provider attempts that failed before this copy of the line was sent.
+    pub const ATTEMPTS: &str = "attempts";
+    pub const MAX_ATTEMPTS: &str = "max-attempts";
+    /// On results: `ok`, `error` or `cancelled`.
+    pub const OUTCOME: &str = "outcome";
+    /// On dead-lettered lines: why the last attempt failed.
+    pub const ERROR: &str = "error";
+}
+
+/// The queue a route's batch lines wait in; workers pull from it with spare capacity.
+pub fn line_queue(route: &str) -> String {
+    format!("llm-router.batch.{route}")
+}
+
+/// The queue a job's results wait in until collected.
+pub fn results_queue(job: &str) -> String {
+    format!("llm-router.batch.{job}.results")
+}
+
+/// Where a job's lines go after their last allowed attempt.
+pub fn dead_letter_queue(job: &str) -> String {
+    format!("llm-router.batch.{job}.dlq")
+}
+
+/// A fresh job id, in OpenAI's style.
+pub fn new_job_id() -> String {
+    format!("batch_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Whether `id` looks like a job id we made (so it is safe inside channel names).
+pub fn is_job_id(id: &str) -> bool {
+    id.strip_prefix("batch_")
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// One entry of a job's history on [`JOBS_CHANNEL`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum JobEvent {
+    /// Every line is queued.
+    Submitted {
+        job: String,
+        /// The job's route; lines may name others.
+        route: String,
+        /// Lines per route.
+        routes: BTreeMap<String, u64>,
+        total: u64,
+        /// Unix seconds.
+        created_at: i64,
+        /// The file's name as given, for people reading the status.
+        input: String,
+        max_attempts: u32,
+    },
+    /// Queued lines are to be dropped; finished ones are kept.
+    Cancelled { job: String, at: i64 },
+    /// A collector wrote these counts so far (cumulative, deduplicated; lines dropped by
+    /// a cancel count as failed, since they are in the error file).
+    Collected {
+        job: String,
+        ok: u64,
+        failed: u64,
+        at: i64,
+    },
+    /// A reader's marker: everything stored before it has been read once it arrives.
+    Sync { id: String },
+}
+
+impl JobEvent {
+    pub fn job(&self) -> &str {
+        match self {
+            JobEvent::Submitted { job, .. }
+            | JobEvent::Cancelled { job, .. }
+            | JobEvent::Collected { job, .. } => job,
+            JobEvent::Sync { .. } => "",
+        }
+    }
+}
+
+/// A job as its history tells it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub route: String,
+    pub routes: BTreeMap<String, u64>,
+    pub total: u64,
+    pub created_at: i64,
+    pub input: String,
+    pub max_attempts: u32,
+    pub cancelled_at: Option<i64>,
+    /// Latest collected counts.
+    pub collected_ok: u64,
+    pub collected_failed: u64,
+}
+
+impl JobRecord {
+    pub fn collected(&self) -> u64 {
+        self.collected_ok + self.collected_failed
+    }
+}
+
+/// Folds job events into records, in the order they were stored.
+#[derive(Debug, Default)]
+pub struct Jobs {
+    jobs: HashMap<String, JobRecord>,
+}
+
+impl Jobs {
+    pub fn apply(&mut self, event: JobEvent) {
+        match event {
+            JobEvent::Submitted {
+                job,
+                route,
+                routes,
+                total,
+                created_at,
+                input,
+                max_attempts,
+            } => {
+                let record = self.jobs.entry(job.clone()).or_default();
+                *record = JobRecord {
+                    id: job,
+                    route,
+                    routes,
+                    total,
+                    created_at,
+                    input,
+                    max_attempts,
+                    ..std::mem::take(record)
+                };
+            }
+            JobEvent::Cancelled { job, at } => {
+                let record = self.jobs.entry(job.clone()).or_default();
+                record.id = job;
+                record.cancelled_at.get_or_insert(at);
+            }
+            JobEvent::Collected {
+                job, ok, failed, ..
+            } => {
+                let record = self.jobs.entry(job.clone()).or_default();
+                record.id = job;
+                record.collected_ok = record.collected_ok.max(ok);
+                record.collected_failed = record.collected_failed.max(failed);
+            }
+            JobEvent::Sync { .. } => {}
+        }
+    }
+
+    pub fn get(&self, job: &str) -> Option<&JobRecord> {
+        self.jobs
+            .get(job)
+            .filter(|r| r.total > 0 || r.cancelled_at.is_some())
+    }
+
+    pub fn is_cancelled(&self, job: &str) -> bool {
+        self.jobs.get(job).is_some_and(|r| r.cancelled_at.is_some())
+    }
+
+    /// Every submitted job, oldest first.
+    pub fn all(&self) -> Vec<&JobRecord> {
+        let mut all: Vec<_> = self.jobs.values().filter(|r| r.total > 0).collect();
+        all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        all
+    }
+}
+
+pub fn unix_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_ids() {
+        let id = new_job_id();
+        assert!(is_job_id(&id), "{id}");
+        assert!(!is_job_id("batch_../x"));
+        assert!(!is_job_id("abc"));
+        assert_eq!(results_queue("batch_1"), "llm-router.batch.batch_1.results");
+        assert_eq!(line_queue("openai"), "llm-router.batch.openai");
+    }
+
+    #[test]
+    fn history_folds_into_records() {
+        let mut jobs = Jobs::default();
+        jobs.apply(JobEvent::Submitted {
+            job: "j".into(),
+            route: "r".into(),
+            routes: BTreeMap::from([("r".into(), 3)]),
+            total: 3,
+            created_at: 1,
+            input: "f.jsonl".into(),
+            max_attempts: 5,
+        });
+        jobs.apply(JobEvent::Collected {
+            job: "j".into(),
+            ok: 2,
+            failed: 0,
+            at: 2,
+        });
+        // An older collector's smaller counts never move progress backwards.
+        jobs.apply(JobEvent::Collected {
+            job: "j".into(),
+            ok: 1,
+            failed: 1,
+            at: 3,
+        });
+        jobs.apply(JobEvent::Cancelled {
+            job: "j".into(),
+            at: 4,
+        });
+        let j = jobs.get("j").cloned().unwrap_or_default();
+        assert_eq!((j.total, j.collected_ok, j.collected_failed), (3, 2, 1));
+        assert_eq!(j.cancelled_at, Some(4));
+        assert!(jobs.is_cancelled("j"));
+        assert!(jobs.get("other").is_none());
+        let event: JobEvent = serde_json::from_str(r#"{"type":"cancelled","job":"k","at":9}"#)
+            .unwrap_or(JobEvent::Cancelled {
+                job: String::new(),
+                at: 0,
+            });
+        assert_eq!(event.job(), "k");
+    }
+}

@@ -1,0 +1,416 @@
+//! Batch jobs over real loopback: the embedded broker, worker replicas with their batch
+//! consumers, the simulated provider with injected failures, and our submit/collect
+//! against the broker's queues.
+#![expect(clippy::expect_used, reason = "a failed step fails the test")]
+
+mod common;
+
+use common::TestBroker;
+use llm_router::batch::collect::{self, CollectOptions, Progress};
+use llm_router::batch::format::OutputLine;
+use llm_router::batch::history;
+use llm_router::batch::job::{self, JobEvent, JobRecord};
+use llm_router::batch::submit::{self, SubmitError, SubmitOptions};
+use llm_router::kubemq::client::{Client, ClientOptions};
+use llm_router::kubemq::queues::QueueClient;
+use llm_router::routing::Router;
+use llm_router::sim::{RunningSim, SimConfig};
+use llm_router::worker::{self, Status, WorkerOptions};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const ROUTE: &str = "openai";
+/// A route with a single target, for tests about that target's capacity.
+const SINGLE: &str = "claude";
+
+struct Setup {
+    broker: TestBroker,
+    sim: RunningSim,
+    env: HashMap<String, String>,
+    workers: Vec<(
+        CancellationToken,
+        JoinHandle<Result<(), worker::WorkerError>>,
+    )>,
+    client: Client,
+    queues: QueueClient,
+    files: tempfile::TempDir,
+}
+
+async fn setup(sim: SimConfig, env: &[(&str, &str)]) -> Setup {
+    let broker = common::start_broker().await;
+    let sim = llm_router::sim::start(SimConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..sim
+    })
+    .await
+    .expect("start sim");
+    let address = broker.grpc_address();
+    let client = Client::connect(ClientOptions::new(&address, "batch-test"))
+        .await
+        .expect("client");
+    let queues = QueueClient::new(&address, "batch-test").expect("queue client");
+    Setup {
+        broker,
+        sim,
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        workers: Vec::new(),
+        client,
+        queues,
+        files: tempfile::tempdir().expect("tempdir"),
+    }
+}
+
+impl Setup {
+    /// A worker replica with its own router (as a separate process would have).
+    async fn add_worker(&mut self) {
+        let config = llm_router::config::load_with_env(None, &self.env)
+            .expect("config")
+            .with_sim(&self.sim.base_url());
+        let router = Arc::new(Router::new(&config, reqwest::Client::new()).expect("router"));
+        let id = format!("batch-worker-{}", self.workers.len());
+        let status = Arc::new(Status::default());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker::run(
+            WorkerOptions::new(self.broker.grpc_address(), id),
+            router,
+            status.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+        common::eventually("worker ready", || status.is_ready()).await;
+        self.workers.push((stop, task));
+    }
+
+    async fn submit(
+        &self,
+        text: &str,
+        max_attempts: u32,
+    ) -> Result<submit::Submitted, SubmitError> {
+        self.submit_to(ROUTE, text, max_attempts).await
+    }
+
+    async fn submit_to(
+        &self,
+        route: &str,
+        text: &str,
+        max_attempts: u32,
+    ) -> Result<submit::Submitted, SubmitError> {
+        let options = SubmitOptions {
+            route: route.to_owned(),
+            max_attempts,
+            skip_invalid: false,
+            input: "test.jsonl".to_owned(),
+        };
+        let routes = vec![ROUTE.to_owned(), "claude".to_owned()];
+        submit::submit(&self.client, &self.queues, text, &routes, &options).await
+    }
+
+    async fn record(&self, id: &str) -> JobRecord {
+        history::replay(&self.client)
+            .await
+            .expect("replay")
+            .get(id)
+            .cloned()
+            .expect("job recorded")
+    }
+
+    async fn collect(&self, id: &str, wait: bool) -> Progress {
+        let record = self.record(id).await;
+        let options = CollectOptions {
+            output: self.files.path().join(format!("{id}.jsonl")),
+            errors: self.files.path().join(format!("{id}.errors.jsonl")),
+            wait,
+        };
+        let mut quiet = |_| {};
+        let run = collect::collect(&self.client, &self.queues, &record, &options, &mut quiet);
+        tokio::time::timeout(Duration::from_secs(180), run)
+            .await
+            .expect("collected in time")
+            .expect("collect")
+    }
+
+    async fn stop(self) {
+        for (stop, _) in &self.workers {
+            stop.cancel();
+        }
+        for (_, task) in self.workers {
+            let _ = task.await;
+        }
+        self.sim.shutdown.cancel();
+        self.broker.stop().await;
+    }
+}
+
+fn job_file(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "custom_id": format!("req-{i}"),
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("say {i}")}]},
+            })
+            .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn read_lines(path: &Path) -> Vec<OutputLine> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("whole JSON line"))
+        .collect()
+}
+
+/// custom_ids in the output and error files: every one of `n` exactly once.
+fn assert_each_once(dir: &Path, id: &str, n: usize) -> (Vec<OutputLine>, Vec<OutputLine>) {
+    let ok = read_lines(&dir.join(format!("{id}.jsonl")));
+    let failed = read_lines(&dir.join(format!("{id}.errors.jsonl")));
+    let mut seen = HashSet::new();
+    for line in ok.iter().chain(&failed) {
+        assert!(
+            seen.insert(line.custom_id.clone()),
+            "{} written twice",
+            line.custom_id
+        );
+    }
+    let missing: Vec<_> = (0..n)
+        .map(|i| format!("req-{i}"))
+        .filter(|c| !seen.contains(c))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} lines lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(seen.len(), n, "custom_ids that were never submitted");
+    assert!(ok.iter().all(|l| !l.is_error()) && failed.iter().all(OutputLine::is_error));
+    (ok, failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_lines_through_flaky_provider_each_answered_once() {
+    let sim = SimConfig {
+        error_rates: vec![(503, 0.10)],
+        rate_429: 0.03,
+        retry_after_secs: 1,
+        seed: 7,
+        ..SimConfig::default()
+    };
+    let mut s = setup(sim, &[]).await;
+    for _ in 0..3 {
+        s.add_worker().await;
+    }
+    let job = s.submit(&job_file(2000), 8).await.expect("submit");
+    assert_eq!(job.total, 2000);
+    let done = s.collect(&job.job, true).await;
+    assert_eq!(done.done(), 2000);
+    let (ok, failed) = assert_each_once(s.files.path(), &job.job, 2000);
+    // With 13% failures and 8 attempts a line, practically every line gets its answer.
+    assert!(
+        ok.len() >= 1990,
+        "only {} ok, errors: {:?}",
+        ok.len(),
+        failed.first()
+    );
+    let first = ok
+        .first()
+        .and_then(|l| l.response.as_ref())
+        .expect("a response");
+    assert_eq!(first.status_code, 200);
+    assert_eq!(first.body["object"], "chat.completion");
+    // The sim really failed some calls, so lines really went back to the queue.
+    let stats: serde_json::Value = reqwest::get(format!("{}/stats", s.sim.base_url()))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats json");
+    assert!(
+        stats["errors"].as_u64() > Some(0) && stats["rate_limited"].as_u64() > Some(0),
+        "sim stats: {stats}"
+    );
+    let record = s.record(&job.job).await;
+    assert_eq!(
+        record.collected(),
+        2000,
+        "progress recorded in the job's history"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_file_with_bad_lines_is_refused_naming_every_one_and_nothing_is_queued() {
+    let s = setup(SimConfig::default(), &[]).await;
+    let mut lines: Vec<String> = job_file(5).lines().map(str::to_owned).collect();
+    lines[1] = "{not json".to_owned();
+    lines[3] = r#"{"custom_id":"req-3","method":"GET","url":"/v1/chat/completions","body":{"messages":[{"role":"user","content":"x"}]}}"#.to_owned();
+    lines.push(
+        r#"{"custom_id":"req-0","method":"POST","url":"/v1/embeddings","body":{}}"#.to_owned(),
+    );
+    let err = s.submit(&lines.join("\n"), 3).await.expect_err("refused");
+    let text = err.to_string();
+    for needle in [
+        "line 2",
+        "line 4",
+        "line 6",
+        "method",
+        "/v1/embeddings",
+        "duplicate",
+    ] {
+        assert!(
+            text.to_lowercase().contains(&needle.to_lowercase()),
+            "{needle} missing from: {text}"
+        );
+    }
+    assert!(
+        !text.contains("line 1:") && !text.contains("line 3:"),
+        "{text}"
+    );
+    let waiting = s
+        .queues
+        .info(&job::line_queue(ROUTE))
+        .await
+        .expect("info")
+        .waiting;
+    assert_eq!(waiting, 0, "nothing queued from an invalid file");
+    let unknown = SubmitOptions {
+        route: "nope".into(),
+        max_attempts: 3,
+        skip_invalid: false,
+        input: "x".into(),
+    };
+    let err = submit::submit(
+        &s.client,
+        &s.queues,
+        &job_file(1),
+        &[ROUTE.into()],
+        &unknown,
+    )
+    .await
+    .expect_err("unknown route");
+    assert!(err.to_string().contains("unknown route 'nope'"), "{err}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_drops_queued_lines_and_keeps_finished_ones() {
+    // One slow slot at the endpoint, so the job is still running when it is cancelled.
+    let sim = SimConfig {
+        latency_ms: 100,
+        ..SimConfig::default()
+    };
+    let env = [(
+        "LLM_ROUTER__ENDPOINTS__ANTHROPIC__LIMITS__MAX_CONCURRENCY",
+        "1",
+    )];
+    let mut s = setup(sim, &env).await;
+    s.add_worker().await;
+    let job = s.submit_to(SINGLE, &job_file(60), 3).await.expect("submit");
+    let results = job::results_queue(&job.job);
+    let queues = s.queues.clone();
+    let started = Instant::now();
+    loop {
+        let waiting = queues.info(&results).await.expect("info").waiting;
+        if waiting >= 5 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no results coming"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    history::publish(
+        &s.client,
+        &JobEvent::Cancelled {
+            job: job.job.clone(),
+            at: job::unix_seconds(),
+        },
+    )
+    .await
+    .expect("cancel");
+    let done = s.collect(&job.job, true).await;
+    assert_eq!(done.done(), 60);
+    let (ok, failed) = assert_each_once(s.files.path(), &job.job, 60);
+    assert!(ok.len() >= 5, "finished lines are kept: {}", ok.len());
+    assert!(
+        failed.len() >= 20,
+        "queued lines were dropped: only {} cancelled",
+        failed.len()
+    );
+    assert!(failed.iter().all(|l| l
+        .error
+        .as_ref()
+        .is_some_and(|e| e.code == "batch_cancelled")));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_requests_go_ahead_of_queued_batch_lines() {
+    // One slot at the endpoint and a slow provider: batch lines queue up for the slot.
+    let sim = SimConfig {
+        latency_ms: 200,
+        ..SimConfig::default()
+    };
+    let env = [(
+        "LLM_ROUTER__ENDPOINTS__ANTHROPIC__LIMITS__MAX_CONCURRENCY",
+        "1",
+    )];
+    let mut s = setup(sim, &env).await;
+    s.add_worker().await;
+    let job = s.submit_to(SINGLE, &job_file(20), 3).await.expect("submit");
+    let results = job::results_queue(&job.job);
+    let finished = || async { s.queues.info(&results).await.expect("info").waiting };
+    let started = Instant::now();
+    while finished().await < 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the job never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The worker holds the rest of the lines, waiting for the slot. Now interactive work
+    // arrives: it must get the slot as soon as the line in flight finishes.
+    let before = finished().await;
+    let asks = (0..3).map(|i| {
+        let client = s.client.clone();
+        async move {
+            client
+                .send_request(llm_router::kubemq::Request {
+                    request_type_data: llm_router::kubemq::request::RequestType::Query as i32,
+                    client_id: client.client_id().to_owned(),
+                    channel: "claude_requests".to_owned(),
+                    body: format!("interactive {i}").into_bytes(),
+                    timeout: 20_000,
+                    ..Default::default()
+                })
+                .await
+                .expect("interactive answer")
+        }
+    });
+    let answers = futures::future::join_all(asks).await;
+    let after = finished().await;
+    for a in &answers {
+        assert!(a.executed, "interactive request failed: {}", a.error);
+    }
+    // At most the line that held the slot (and one racing its reservation) finished while
+    // the three interactive requests were waiting; 17 more lines were ready to take it.
+    assert!(
+        after - before <= 2,
+        "{} batch lines ran while interactive requests waited",
+        after - before
+    );
+    let done = s.collect(&job.job, true).await;
+    assert_eq!(done.done(), 20);
+    s.stop().await;
+}
