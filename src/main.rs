@@ -137,6 +137,8 @@ struct WorkerArgs {
     /// Most requests handled at once.
     #[arg(long, default_value_t = 512)]
     max_in_flight: usize,
+    #[command(flatten)]
+    batch: worker::batch::BatchFlags,
 }
 
 /// The gateway's HTTP limits, shared by `gateway` and `up`. API keys come from the
@@ -197,6 +199,8 @@ struct UpArgs {
     /// Worker replicas to run.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    #[command(flatten)]
+    batch: worker::batch::BatchFlags,
     #[command(flatten)]
     routing: RoutingArgs,
     /// Broker gRPC port.
@@ -486,6 +490,7 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     let mut options = WorkerOptions::new(args.broker, args.id.unwrap_or_else(worker::default_id));
     options.group = args.group;
     options.max_in_flight = args.max_in_flight;
+    options.batch = args.batch.options();
     let result = worker::run(options, router, status, shutdown.clone().cancelled_owned()).await;
     shutdown.cancel();
     let _ = http.await;
@@ -514,10 +519,11 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let (http_addr, http) = spawn_http(http_addr, statuses.clone(), shutdown.clone()).await?;
     let mut workers = tokio::task::JoinSet::new();
     for (i, status) in statuses.iter().enumerate() {
-        let options = WorkerOptions::new(
+        let mut options = WorkerOptions::new(
             broker.grpc_addr.to_string(),
             format!("llm-router-up-worker-{}", i + 1),
         );
+        options.batch = args.batch.options();
         let stop = shutdown.clone().cancelled_owned();
         workers.spawn(worker::run(options, router.clone(), status.clone(), stop));
     }

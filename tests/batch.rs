@@ -414,3 +414,44 @@ async fn interactive_requests_go_ahead_of_queued_batch_lines() {
     assert_eq!(done.done(), 20);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_an_endpoint_limit_without_a_single_429() {
+    // The sim enforces 120 requests in any 60 s window; the endpoint is configured with
+    // the same limit, and three replicas (three routers, as three processes would be)
+    // split it between them through the broker. 180 lines: replicas that each took the
+    // whole limit would send them in about 30 s and collect 429s; shared, the job takes
+    // about 90 s. (A limit can only be shown to hold over more than one window.)
+    let sim = SimConfig {
+        rpm_limit: Some(120),
+        ..SimConfig::default()
+    };
+    let env = [(
+        "LLM_ROUTER__ENDPOINTS__ANTHROPIC__LIMITS__REQUESTS_PER_MINUTE",
+        "120",
+    )];
+    let mut s = setup(sim, &env).await;
+    for _ in 0..3 {
+        s.add_worker().await;
+    }
+    let job = s
+        .submit_to(SINGLE, &job_file(180), 3)
+        .await
+        .expect("submit");
+    let done = s.collect(&job.job, true).await;
+    assert_eq!(done.done(), 180);
+    let (ok, _) = assert_each_once(s.files.path(), &job.job, 180);
+    assert_eq!(ok.len(), 180, "every line answered");
+    let stats: serde_json::Value = reqwest::get(format!("{}/stats", s.sim.base_url()))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats json");
+    assert_eq!(
+        stats["rate_limited"], 0,
+        "the replicas together went over: {stats}"
+    );
+    assert_eq!(stats["ok"], 180, "{stats}");
+    s.stop().await;
+}

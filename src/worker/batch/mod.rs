@@ -273,3 +273,24 @@ async fn oldest_age(queues: &QueueClient, queue: &str) -> f64 {
     }
     (now_ns - stored_ns).max(0) as f64 / 1e9
 }
+
+/// The batch consumer's command-line switches, shared by `worker` and `up`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BatchFlags {
+    /// Serve interactive requests only; leave batch lines to other replicas.
+    #[arg(long)]
+    pub no_batch: bool,
+    /// Most batch lines this worker works on at once (interactive requests always come
+    /// first at the endpoints' limits).
+    #[arg(long, env = "LLM_ROUTER_BATCH_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub batch_max_in_flight: usize,
+}
+
+impl BatchFlags {
+    pub fn options(&self) -> Option<BatchOptions> {
+        (!self.no_batch).then(|| BatchOptions {
+            max_in_flight: self.batch_max_in_flight.max(1),
+            ..BatchOptions::default()
+        })
+    }
+}
