@@ -5,7 +5,8 @@ use super::broker::BrokerLink;
 use super::error::ApiError;
 use super::limit::{self, KeyLimit};
 use super::routes::RouteTable;
-use super::{chat, health, metrics, models, request_id};
+use super::{batches, files};
+use super::{chat, health, metrics, models, request_id, status};
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,10 @@ pub struct AppState {
     pub max_body: usize,
     /// Unix seconds at start: the `created` of every model.
     pub started_unix: i64,
+    /// What `/status` and `/status.json` show, gathered in the background.
+    pub status: super::status::Board,
+    /// The Files and Batches APIs (state in the broker).
+    pub batches: super::batchapi::BatchApi,
 }
 
 /// The gateway's router.
@@ -32,22 +37,38 @@ pub struct AppState {
 ///    [`metrics::RouteLabel`] response extension the chat handler sets.
 /// 3. [`auth::require_key`] (`/v1/*`): 401 without a valid key; adds [`auth::Caller`].
 /// 4. [`limit::per_key`] (`/v1/*`): 429 with `Retry-After` beyond the caller's rate.
-/// 5. [`DefaultBodyLimit`]: the chat handler turns a longer body into a 413.
+/// 5. [`DefaultBodyLimit`]: the chat handler turns a longer body into a 413; `/v1/files`
+///    and `/v1/batches` have the larger upload cap (`max_upload`).
 ///
-/// `/health`, `/ready` and `/metrics` need no key.
+/// `/health`, `/ready`, `/metrics` and the status page (`/status`, `/status.json`) need
+/// no key.
 pub fn router(state: Arc<AppState>, keys: ApiKeys, limit: KeyLimit) -> Router {
     let max_body = state.max_body;
+    let max_upload = state.batches.max_upload;
+    let batch_api = Router::new()
+        .route("/v1/files", post(files::upload).get(files::list))
+        .route("/v1/files/:id", get(files::retrieve))
+        .route("/v1/files/:id/content", get(files::content))
+        .route("/v1/batches", post(batches::create).get(batches::list))
+        .route("/v1/batches/:id", get(batches::retrieve))
+        .route("/v1/batches/:id/cancel", post(batches::cancel))
+        .layer(DefaultBodyLimit::max(max_upload));
     let v1 = Router::new()
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/models", get(models::list))
         .layer(DefaultBodyLimit::max(max_body))
+        .merge(batch_api)
         .route_layer(from_fn_with_state(limit, limit::per_key))
         .route_layer(from_fn_with_state(keys, auth::require_key))
         .route_layer(from_fn(metrics::record));
     let ops = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .route("/metrics", get(health::metrics));
+        .route("/metrics", get(health::metrics))
+        .route("/status", get(status::handler::page))
+        .route("/status.json", get(status::handler::json))
+        .route("/status/status.js", get(status::handler::script))
+        .route("/status/status.css", get(status::handler::style));
     v1.merge(ops)
         .fallback(not_found)
         .layer(from_fn(request_id::propagate))

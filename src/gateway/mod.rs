@@ -9,21 +9,27 @@
 //! - [`broker`]: the background connection to the broker.
 //! - [`auth`], [`limit`], [`request_id`], [`metrics`]: one cross-cutting concern each.
 //! - [`error`]: every failure, its status and its OpenAI-shaped body.
+//! - [`files`], [`batches`]: OpenAI's Files and Batches APIs over batch jobs, with
+//!   their state in the broker ([`batchapi`]).
+//! - [`status`]: the built-in status page (`/status`, `/status.json`).
 //!
-//! Not yet: streaming (`stream: true` is a 400) and the Batch API (`/v1/files`,
-//! `/v1/batches`).
+//! Not yet: streaming (`stream: true` is a 400).
 
 pub mod app;
 pub mod auth;
+pub mod batchapi;
+pub mod batches;
 pub mod broker;
 pub mod chat;
 pub mod error;
+pub mod files;
 pub mod health;
 pub mod limit;
 pub mod metrics;
 pub mod models;
 pub mod request_id;
 pub mod routes;
+pub mod status;
 
 use crate::config::RouterConfig;
 use app::AppState;
@@ -55,6 +61,8 @@ pub struct GatewayOptions {
     pub max_body: usize,
     /// Requests per second per API key (one shared budget without keys); `None`: no limit.
     pub rate_limit: Option<NonZeroU32>,
+    /// Largest upload to `/v1/files` (and body to `/v1/batches`), bytes; beyond it 413.
+    pub max_upload: usize,
 }
 
 impl GatewayOptions {
@@ -66,6 +74,7 @@ impl GatewayOptions {
             keys: ApiKeys::default(),
             max_body: DEFAULT_MAX_BODY,
             rate_limit: None,
+            max_upload: batchapi::DEFAULT_MAX_UPLOAD,
         }
     }
 }
@@ -135,6 +144,19 @@ pub async fn start(
         broker: BrokerLink::connect(&options.broker, &options.client_id, shutdown.clone()),
         max_body: options.max_body,
         started_unix: unix_seconds(),
+        batches: batchapi::BatchApi::start(
+            &options.broker,
+            &options.client_id,
+            RouteTable::new(config),
+            options.max_upload,
+            shutdown.clone(),
+        ),
+        status: status::Board::start(
+            &options.broker,
+            &options.client_id,
+            config,
+            shutdown.clone(),
+        ),
     });
     let app = app::router(
         state,

@@ -114,6 +114,16 @@ impl Circuit {
         }
     }
 
+    /// The state's name for the status page: `closed`, `half_open` or `open`. An open
+    /// circuit whose cool-down has passed is `half_open`: the next request probes.
+    pub fn state_name(&self) -> &'static str {
+        match *self.state.lock() {
+            State::Closed { .. } => "closed",
+            State::Open { until } if Instant::now() < until => "open",
+            State::Open { .. } | State::HalfOpen { .. } => "half_open",
+        }
+    }
+
     fn record(&self, probe: bool, verdict: Verdict) {
         let mut state = self.state.lock();
         let next = match (verdict, *state) {

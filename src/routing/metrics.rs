@@ -72,6 +72,7 @@ pub fn describe() {
 
 pub fn upstream_latency(endpoint: &str, elapsed: Duration) {
     histogram!(UPSTREAM_LATENCY, "endpoint" => endpoint.to_owned()).record(elapsed.as_secs_f64());
+    super::status::record_call(endpoint, elapsed);
 }
 
 pub fn retry(endpoint: &str) {

@@ -20,6 +20,7 @@ mod fake;
 mod limits;
 pub mod metrics;
 mod retry;
+mod status;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,7 @@ use table::{Endpoint, Route, Upstream};
 use tokio::time::Instant;
 
 pub use batch::{BatchFailure, Reservation};
+pub use status::EndpointStatus;
 
 /// A route as the worker needs it: where its requests arrive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

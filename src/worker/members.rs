@@ -10,7 +10,7 @@
 use crate::kubemq::client::{Client, Error as ClientError};
 use crate::kubemq::subscribe::SubscribeType;
 use crate::kubemq::{Event, EventReceive, Subscribe};
-use crate::routing::Router;
+use crate::routing::{EndpointStatus, Router};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -43,13 +43,18 @@ impl Default for MembershipOptions {
     }
 }
 
-/// A heartbeat's body.
-#[derive(Debug, Serialize, Deserialize)]
-struct Heartbeat {
-    id: String,
+/// A heartbeat's body. Fields are only ever added, with defaults, so members of
+/// different versions read each other's heartbeats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub id: String,
     /// Sender's clock, Unix ms; for people reading the channel. Expiry uses the time a
     /// heartbeat arrived, so clock skew between hosts does not matter.
-    ts: u64,
+    pub ts: u64,
+    /// The sender's endpoints (circuit, in flight, recent latency, headroom), for the
+    /// gateway's status page; a few dozen bytes each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointStatus>,
 }
 
 /// This process's membership; announcing and listening run until the last clone drops.
@@ -105,7 +110,12 @@ impl Membership {
             settle,
         };
         let mut tasks = JoinSet::new();
-        tasks.spawn(announce(client, id, options.heartbeat));
+        tasks.spawn(announce(
+            client,
+            id,
+            Arc::clone(&listener.router),
+            options.heartbeat,
+        ));
         tasks.spawn(listener.run(heartbeats));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -172,7 +182,7 @@ fn subscribe(client: &Client) -> Subscribe {
 }
 
 /// Sends a heartbeat every `every`; a failure is only logged, the next one retries.
-async fn announce(client: Client, id: String, every: Duration) {
+async fn announce(client: Client, id: String, router: Arc<Router>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -180,7 +190,12 @@ async fn announce(client: Client, id: String, every: Duration) {
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let body = match serde_json::to_vec(&Heartbeat { id: id.clone(), ts }) {
+        let beat = Heartbeat {
+            id: id.clone(),
+            ts,
+            endpoints: router.endpoint_status(),
+        };
+        let body = match serde_json::to_vec(&beat) {
             Ok(body) => body,
             Err(e) => {
                 tracing::error!("cannot encode a heartbeat: {e}");
@@ -261,5 +276,37 @@ impl Listener {
         if round_heard && !*self.settle.borrow() {
             let _ = self.settle.send(true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_of_old_and_new_members_read_each_other() {
+        let old: Heartbeat = serde_json::from_str(r#"{"id":"a","ts":1}"#).unwrap();
+        assert!(old.endpoints.is_empty());
+        assert_eq!(serde_json::to_string(&old).unwrap(), r#"{"id":"a","ts":1}"#);
+        #[derive(Deserialize)]
+        struct OldHeartbeat {
+            id: String,
+        }
+        let new = Heartbeat {
+            endpoints: vec![EndpointStatus {
+                name: "openai".into(),
+                circuit: "closed".into(),
+                in_flight: 3,
+                p50_ms: Some(120),
+                p95_ms: Some(480),
+                rpm: Some(250),
+                left: Some(190),
+            }],
+            ..old
+        };
+        let body = serde_json::to_string(&new).unwrap();
+        assert!(body.len() < 200, "{} bytes: {body}", body.len());
+        let read: OldHeartbeat = serde_json::from_str(&body).unwrap();
+        assert_eq!(read.id, "a");
     }
 }

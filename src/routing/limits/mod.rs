@@ -110,6 +110,14 @@ impl Limits {
         }
     }
 
+    /// This process's share of the requests-per-minute limit; `None` when unlimited.
+    pub fn requests_share(&self, replicas: u32) -> Option<u32> {
+        self.config
+            .requests_per_minute
+            .filter(|&n| n > 0)
+            .map(|n| share(n, replicas))
+    }
+
     fn rates(&self) -> Arc<Rates> {
         Arc::clone(&self.rates.read())
     }
