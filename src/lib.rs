@@ -12,6 +12,7 @@
 //! - [`worker`]: takes requests off the broker and answers them through [`routing`].
 //! - [`gateway`]: the OpenAI-compatible HTTP front door, sending chat requests as queries.
 //! - [`metrics`]: the Prometheus recorder and label rules.
+//! - [`logging`]: text or JSON logs on stderr; prompt text only with `--log-prompts`.
 //! - [`batch`]: bulk jobs in OpenAI's Batch format: the file format and the result files.
 
 pub mod batch;
@@ -19,6 +20,7 @@ pub mod broker;
 pub mod config;
 pub mod gateway;
 pub mod kubemq;
+pub mod logging;
 pub mod metrics;
 pub mod provider;
 pub mod routing;

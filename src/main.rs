@@ -13,6 +13,7 @@ use llm_router::config::{self as router_config, RouterConfig};
 use llm_router::gateway::{self, GatewayOptions, RunningGateway};
 use llm_router::kubemq::client::{Client, ClientOptions, ErrorKind};
 use llm_router::kubemq::{request::RequestType, Request};
+use llm_router::logging::Format as LogFormat;
 use llm_router::routing::Router;
 use llm_router::sim::{RunningSim, SimConfig};
 use llm_router::worker::{self, Status, WorkerOptions};
@@ -32,8 +33,12 @@ use tokio_util::sync::CancellationToken;
 )]
 struct Cli {
     /// Log format: human-readable text or one JSON object per line.
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Debugging only: also log prompt text (at debug level). Prompts are never logged
+    /// without it; keys never are.
+    #[arg(long, global = true)]
+    log_prompts: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -323,23 +328,13 @@ fn parse_error_rate(s: &str) -> Result<(u16, f64), String> {
     Ok((status, rate))
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    llm_router::logging::init(cli.log_format, cli.log_prompts);
+    // Series recorded before the recorder exists are lost (the circuit breakers set their
+    // state once, when the router is built): install it before anything records.
+    llm_router::metrics::handle();
     let result = match cli.command {
         Command::Broker(args) => run_broker(args.into_config()).await,
         Command::Worker(args) => run_worker(args).await,
@@ -352,8 +347,7 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // One clear line for the person at the terminal, whatever RUST_BACKTRACE says.
-            let _ = writeln!(std::io::stderr(), "llm-router: {e:#}");
+            llm_router::logging::fatal(cli.log_format, &e);
             std::process::ExitCode::FAILURE
         }
     }
