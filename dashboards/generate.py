@@ -6,6 +6,7 @@ variable. Edit here, run `python3 dashboards/generate.py`, commit both.
 """
 
 import json
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -377,13 +378,18 @@ def broker():
                      job_vars("llm-router-broker"), lay, ["broker"])
 
 
-def main(stream_metrics=False):
-    for name, board in (("overview", overview(stream_metrics)), ("providers", providers()),
-                        ("batch", batch()), ("broker", broker())):
-        (HERE / f"{name}.json").write_text(json.dumps(board, indent=2) + "\n")
+def render(stream_metrics=False):
+    """Each dashboard's file name and JSON text."""
+    boards = (("overview", overview(stream_metrics)), ("providers", providers()),
+              ("batch", batch()), ("broker", broker()))
+    return {f"{name}.json": json.dumps(board, indent=2) + "\n" for name, board in boards}
+
+
+def main():
+    # --stream adds the streaming panels (once the workers export those series).
+    for name, text in render(stream_metrics="--stream" in sys.argv).items():
+        (HERE / name).write_text(text)
 
 
 if __name__ == "__main__":
-    import sys
-
-    main(stream_metrics="--stream" in sys.argv)
+    main()

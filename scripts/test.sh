@@ -8,3 +8,4 @@ LLM_ROUTER_BIN=target/debug/llm-router bash scripts/python-interop.sh
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/up-interop.sh
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/gateway-interop.sh
 LLM_ROUTER_BIN=target/debug/llm-router bash tests/browser/status_page.sh
+LLM_ROUTER_BIN=target/debug/llm-router bash scripts/observability.sh; bash scripts/deploy-check.sh
