@@ -178,6 +178,18 @@ impl Collector<'_> {
     }
 }
 
+/// The file line a results-queue message (`dead_letter` false) or a dead-lettered line
+/// stands for; None for one that is not ours to write. For collectors that write
+/// somewhere other than local files (the gateway's Batch API writes to the broker).
+pub fn line_of(m: &QueueMessage, dead_letter: bool, max_attempts: u32) -> Option<OutputLine> {
+    let source = if dead_letter {
+        Source::DeadLetters
+    } else {
+        Source::Results
+    };
+    source.line(m, max_attempts)
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Source {
     Results,

@@ -1,0 +1,133 @@
+//! Reading and writing events-store channels: the only place the Batch API keeps state.
+//!
+//! A read is a replay from the first event up to a sync marker this reader stored just
+//! before: everything stored before the marker has then been read, so a replica sees what
+//! another replica wrote before it answered (no guessing at quiet periods).
+
+use crate::kubemq::client::{Client, Error as ClientError, ErrorKind};
+use crate::kubemq::subscribe::{EventsStoreType, SubscribeType};
+use crate::kubemq::{Event, EventReceive, Subscribe};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The tag marking a reader's sync marker; readers skip such events.
+pub const SYNC_TAG: &str = "llm-router-sync";
+
+/// Longest wait for a replay to reach its marker.
+const REPLAY_LIMIT: Duration = Duration::from_secs(60);
+
+/// Stores one event on `channel`.
+pub async fn publish(
+    client: &Client,
+    channel: &str,
+    body: Vec<u8>,
+    tags: HashMap<String, String>,
+) -> Result<(), ClientError> {
+    client
+        .send_event(Event {
+            event_id: uuid::Uuid::new_v4().simple().to_string(),
+            client_id: client.client_id().to_owned(),
+            channel: channel.to_owned(),
+            body,
+            tags,
+            store: true,
+            ..Event::default()
+        })
+        .await
+}
+
+/// A subscription to `channel` from its first event.
+pub async fn from_first(
+    client: &Client,
+    channel: &str,
+) -> Result<crate::kubemq::client::EventSubscription, ClientError> {
+    let subscribe = Subscribe {
+        subscribe_type_data: SubscribeType::EventsStore as i32,
+        // Unique per reader: the broker allows one events-store subscriber per ClientID.
+        client_id: format!(
+            "{}-read-{}",
+            client.client_id(),
+            uuid::Uuid::new_v4().simple()
+        ),
+        channel: channel.to_owned(),
+        events_store_type_data: EventsStoreType::StartFromFirst as i32,
+        ..Subscribe::default()
+    };
+    client.subscribe_to_events(subscribe).await
+}
+
+/// Stores a sync marker on `channel`; returns its id.
+pub async fn mark(client: &Client, channel: &str) -> Result<String, ClientError> {
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let tags = HashMap::from([(SYNC_TAG.to_owned(), marker.clone())]);
+    // Not empty: the broker refuses an event with neither body nor metadata.
+    publish(client, channel, b"sync".to_vec(), tags).await?;
+    Ok(marker)
+}
+
+/// Whether `event` is a sync marker (of any reader); readers skip them.
+pub fn is_marker(event: &EventReceive) -> bool {
+    event.tags.contains_key(SYNC_TAG)
+}
+
+/// Every event stored on `channel` so far, markers left out.
+pub async fn replay(client: &Client, channel: &str) -> Result<Vec<EventReceive>, ClientError> {
+    let mut events = from_first(client, channel).await?;
+    let marker = mark(client, channel).await?;
+    let read = async {
+        let mut out = Vec::new();
+        while let Some(event) = events.next().await {
+            match event.tags.get(SYNC_TAG) {
+                Some(id) if *id == marker => return Ok(out),
+                Some(_) => {}
+                None => out.push(event),
+            }
+        }
+        Err(ClientError::new(
+            ErrorKind::Unavailable,
+            format!("the broker ended {channel} before it was read"),
+        ))
+    };
+    within(channel, read).await
+}
+
+/// The first `n` events of `channel` (markers left out): for channels whose length is known.
+pub async fn first_n(
+    client: &Client,
+    channel: &str,
+    n: usize,
+) -> Result<Vec<EventReceive>, ClientError> {
+    let mut events = from_first(client, channel).await?;
+    let read = async {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            match events.next().await {
+                Some(event) if is_marker(&event) => {}
+                Some(event) => out.push(event),
+                None => {
+                    return Err(ClientError::new(
+                        ErrorKind::Unavailable,
+                        format!("the broker ended {channel} before it was read"),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    };
+    within(channel, read).await
+}
+
+async fn within<T>(
+    channel: &str,
+    read: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    tokio::time::timeout(REPLAY_LIMIT, read)
+        .await
+        .map_err(|_| {
+            ClientError::new(
+                ErrorKind::TimedOut,
+                format!("reading {channel} took over {}s", REPLAY_LIMIT.as_secs()),
+            )
+        })?
+}

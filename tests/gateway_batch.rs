@@ -1,0 +1,515 @@
+//! OpenAI's Files and Batches APIs on the gateway over real loopback: the embedded broker,
+//! the simulated provider, two workers and two gateway replicas, with reqwest as client.
+#![expect(clippy::expect_used, reason = "a failed step fails the test")]
+
+mod common;
+
+use common::TestBroker;
+use llm_router::batch::format::OutputLine;
+use llm_router::config::RouterConfig;
+use llm_router::gateway::{self, GatewayOptions, RunningGateway};
+use llm_router::routing::Router;
+use llm_router::sim::{RunningSim, SimConfig};
+use llm_router::worker::{self, Status, WorkerError, WorkerOptions};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+type Worker = (CancellationToken, JoinHandle<Result<(), WorkerError>>);
+
+struct Stack {
+    broker: TestBroker,
+    sim: RunningSim,
+    config: RouterConfig,
+    workers: Vec<Worker>,
+    gateway: RunningGateway,
+    http: reqwest::Client,
+}
+
+impl Stack {
+    async fn new(sim: SimConfig, env: &[(&str, &str)], workers: usize) -> Self {
+        let broker = common::start_broker().await;
+        let sim = llm_router::sim::start(SimConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            ..sim
+        })
+        .await
+        .expect("start sim");
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let config = llm_router::config::load_with_env(None, &env)
+            .expect("config")
+            .with_sim(&sim.base_url());
+        let mut started = Vec::new();
+        for i in 0..workers {
+            started.push(start_worker(&broker, &config, i).await);
+        }
+        let gateway = start_gateway(&broker, &config).await;
+        let stack = Self {
+            broker,
+            sim,
+            config,
+            workers: started,
+            gateway,
+            http: reqwest::Client::new(),
+        };
+        stack.wait_ready(&stack.gateway).await;
+        stack
+    }
+
+    /// Another gateway replica on the same broker.
+    async fn replica(&self) -> RunningGateway {
+        let gateway = start_gateway(&self.broker, &self.config).await;
+        self.wait_ready(&gateway).await;
+        gateway
+    }
+
+    async fn wait_ready(&self, gateway: &RunningGateway) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // Ready means the broker answers; the Batch API connects on its own link.
+            let ready = self
+                .http
+                .get(format!("{}/ready", gateway.url()))
+                .send()
+                .await;
+            let listed = self
+                .http
+                .get(format!("{}/v1/batches", gateway.url()))
+                .send()
+                .await;
+            if ready.is_ok_and(|r| r.status() == StatusCode::OK)
+                && listed.is_ok_and(|r| r.status() == StatusCode::OK)
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "gateway never ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn api(&self) -> Api<'_> {
+        Api {
+            http: &self.http,
+            base: self.gateway.url(),
+        }
+    }
+
+    async fn stop(self) {
+        self.gateway.stop().await;
+        for (stop, task) in self.workers {
+            stop.cancel();
+            let _ = task.await;
+        }
+        self.sim.shutdown.cancel();
+        self.broker.stop().await;
+    }
+}
+
+async fn start_worker(broker: &TestBroker, config: &RouterConfig, i: usize) -> Worker {
+    let router = Arc::new(Router::new(config, reqwest::Client::new()).expect("router"));
+    let status = Arc::new(Status::default());
+    let stop = CancellationToken::new();
+    let options = WorkerOptions::new(broker.grpc_address(), format!("gwb-worker-{i}"));
+    let task = tokio::spawn(worker::run(
+        options,
+        router,
+        status.clone(),
+        stop.clone().cancelled_owned(),
+    ));
+    common::eventually("worker subscribed", || status.is_ready()).await;
+    (stop, task)
+}
+
+async fn start_gateway(broker: &TestBroker, config: &RouterConfig) -> RunningGateway {
+    let options = GatewayOptions::new(broker.grpc_address(), "127.0.0.1:0".parse().expect("addr"));
+    gateway::start(options, config).await.expect("gateway")
+}
+
+/// The HTTP calls of one gateway.
+struct Api<'a> {
+    http: &'a reqwest::Client,
+    base: String,
+}
+
+impl Api<'_> {
+    fn url(&self, path: &str) -> String {
+        format!("{}/v1{path}", self.base)
+    }
+
+    /// A multipart upload with `purpose`, built by hand (what the SDKs send).
+    async fn upload_raw(&self, text: &str, purpose: &str) -> reqwest::Response {
+        let boundary = "llm-router-test-boundary";
+        let body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n{purpose}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\n\
+             Content-Type: application/jsonl\r\n\r\n{text}\r\n--{boundary}--\r\n"
+        );
+        self.http
+            .post(self.url("/files"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .expect("upload")
+    }
+
+    async fn upload(&self, text: &str) -> String {
+        let (status, body) = read(self.upload_raw(text, "batch").await).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["object"], "file");
+        assert_eq!(body["bytes"], text.len());
+        assert_eq!(body["purpose"], "batch");
+        body["id"].as_str().expect("file id").to_owned()
+    }
+
+    async fn create_raw(&self, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url("/batches"))
+            .json(&body)
+            .send()
+            .await;
+        read(response.expect("create")).await
+    }
+
+    async fn create(&self, file: &str) -> Value {
+        let (status, body) = self
+            .create_raw(
+                json!({"input_file_id": file, "endpoint": "/v1/chat/completions",
+                "completion_window": "24h", "metadata": {"test": "yes"}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["object"], "batch");
+        body
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        read(self.http.get(self.url(path)).send().await.expect("get")).await
+    }
+
+    async fn batch(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/batches/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Polls until the batch is in `status`; fails the test on another final status.
+    async fn wait_for(&self, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let batch = self.batch(id).await;
+            if batch["status"] == status {
+                return batch;
+            }
+            let now = batch["status"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                !["completed", "failed", "cancelled", "expired"].contains(&now.as_str()),
+                "batch ended {now}, not {status}: {batch}"
+            );
+            assert!(Instant::now() < deadline, "batch never {status}: {batch}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn content(&self, file: &str) -> Vec<OutputLine> {
+        let response = self
+            .http
+            .get(self.url(&format!("/files/{file}/content")))
+            .send()
+            .await
+            .expect("content");
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = response.text().await.expect("text");
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("an output line"))
+            .collect()
+    }
+}
+
+async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// `n` lines, spread over the routes: a route, another route, and a pinned `route/model`.
+fn input(n: usize) -> String {
+    let models = ["openai", "claude", "openai/gpt-4.1-mini"];
+    (0..n)
+        .map(|i| {
+            json!({"custom_id": format!("req-{i}"), "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": models[i % 3], "messages": [{"role": "user", "content": format!("line {i}")}]}})
+            .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every custom_id of `n` exactly once across both files.
+fn assert_each_once(ok: &[OutputLine], failed: &[OutputLine], n: usize) {
+    let mut seen = HashSet::new();
+    for line in ok.iter().chain(failed) {
+        assert!(
+            seen.insert(line.custom_id.clone()),
+            "{} twice",
+            line.custom_id
+        );
+    }
+    let want: HashSet<String> = (0..n).map(|i| format!("req-{i}")).collect();
+    assert_eq!(seen, want);
+    assert!(ok.iter().all(|l| !l.is_error()) && failed.iter().all(OutputLine::is_error));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_runs_to_completed_and_a_second_replica_serves_it() {
+    // A quarter of provider calls are refused with 400: those lines land in the error file.
+    let sim = SimConfig {
+        error_rates: vec![(400, 0.25)],
+        seed: 11,
+        ..SimConfig::default()
+    };
+    let s = Stack::new(sim, &[], 2).await;
+    let other = s.replica().await;
+    let b = Api {
+        http: &s.http,
+        base: other.url(),
+    };
+    let a = s.api();
+    let n = 40;
+    let file = a.upload(&input(n)).await;
+    let (_, meta) = b.get(&format!("/files/{file}")).await;
+    assert_eq!(meta["id"], file.as_str(), "the replica sees the upload");
+    let created = a.create(&file).await;
+    assert_eq!(created["status"], "in_progress", "{created}");
+    assert_eq!(created["request_counts"]["total"], n);
+    assert_eq!(created["input_file_id"], file.as_str());
+    assert_eq!(created["metadata"]["test"], "yes");
+    let id = created["id"].as_str().expect("id").to_owned();
+
+    // Polled on the replica: it collects too (both replicas share the queue), and answers.
+    let done = b.wait_for(&id, "completed").await;
+    let counts = &done["request_counts"];
+    assert_eq!(counts["total"], n, "{done}");
+    let completed = counts["completed"].as_u64().expect("completed");
+    let failed = counts["failed"].as_u64().expect("failed");
+    assert_eq!(completed + failed, n as u64, "{done}");
+    assert!(failed > 0 && completed > 0, "{done}");
+    assert!(done["completed_at"].as_i64() >= done["created_at"].as_i64());
+
+    let out_id = done["output_file_id"].as_str().expect("output file");
+    let err_id = done["error_file_id"].as_str().expect("error file");
+    let ok = a.content(out_id).await;
+    let errors = a.content(err_id).await;
+    assert_each_once(&ok, &errors, n);
+    assert_eq!(ok.len() as u64, completed);
+    for line in &ok {
+        let response = line.response.as_ref().expect("response");
+        assert_eq!(response.status_code, 200);
+        assert_eq!(response.body["object"], "chat.completion", "{:?}", line);
+        let n: usize = line.custom_id["req-".len()..].parse().expect("number");
+        let content = response.body["choices"][0]["message"]["content"].as_str();
+        assert!(
+            content.is_some_and(|c| c.contains(&format!("line {n}"))),
+            "{content:?}"
+        );
+    }
+    for line in &errors {
+        let response = line.response.as_ref().expect("an HTTP answer");
+        assert_eq!(response.status_code, 400, "{line:?}");
+    }
+    // The replica reads the same files, and their metadata.
+    let ok_b = b.content(out_id).await;
+    assert_eq!(
+        ok.iter().map(|l| &l.id).collect::<Vec<_>>(),
+        ok_b.iter().map(|l| &l.id).collect::<Vec<_>>()
+    );
+    let (status, meta) = b.get(&format!("/files/{out_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{meta}");
+    assert_eq!(meta["purpose"], "batch_output");
+    assert!(meta["bytes"].as_u64() > Some(0));
+
+    let (_, list) = b.get("/batches?limit=10").await;
+    assert_eq!(list["data"][0]["id"], id.as_str(), "{list}");
+    assert_eq!(list["has_more"], false);
+    other.stop().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_keeps_finished_lines_and_reports_the_rest_as_cancelled() {
+    // One slow slot at the only claude endpoint: the job is still running when cancelled.
+    let sim = SimConfig {
+        latency_ms: 100,
+        ..SimConfig::default()
+    };
+    let env = [(
+        "LLM_ROUTER__ENDPOINTS__ANTHROPIC__LIMITS__MAX_CONCURRENCY",
+        "1",
+    )];
+    let s = Stack::new(sim, &env, 1).await;
+    let a = s.api();
+    let n = 60;
+    let text = (0..n)
+        .map(|i| {
+            json!({"custom_id": format!("req-{i}"), "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": "claude", "messages": [{"role": "user", "content": "x"}]}})
+            .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let file = a.upload(&text).await;
+    let id = a.create(&file).await["id"].as_str().expect("id").to_owned();
+    // Some lines finish first (progress is recorded every 2 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.batch(&id).await["request_counts"]["completed"].as_u64() < Some(3) {
+        assert!(Instant::now() < deadline, "no lines finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let response = s
+        .http
+        .post(a.url(&format!("/batches/{id}/cancel")))
+        .send()
+        .await;
+    let (status, cancelling) = read(response.expect("cancel")).await;
+    assert_eq!(status, StatusCode::OK, "{cancelling}");
+    assert_eq!(cancelling["status"], "cancelling", "{cancelling}");
+    assert!(cancelling["cancelling_at"].is_i64());
+
+    let done = a.wait_for(&id, "cancelled").await;
+    assert!(done["cancelled_at"].is_i64(), "{done}");
+    let ok = match done["output_file_id"].as_str() {
+        Some(f) => a.content(f).await,
+        None => Vec::new(),
+    };
+    let errors = a
+        .content(done["error_file_id"].as_str().expect("error file"))
+        .await;
+    assert_each_once(&ok, &errors, n);
+    assert!(!ok.is_empty(), "lines finished before the cancel are kept");
+    assert!(
+        errors.len() >= 20,
+        "queued lines were dropped: {}",
+        errors.len()
+    );
+    assert!(errors.iter().all(|l| l
+        .error
+        .as_ref()
+        .is_some_and(|e| e.code == "batch_cancelled")));
+    // A finished batch cannot be cancelled again… but asking again is no error.
+    let (status, again) = read(
+        s.http
+            .post(a.url(&format!("/batches/{id}/cancel")))
+            .send()
+            .await
+            .expect("cancel"),
+    )
+    .await;
+    assert_eq!(
+        (status, again["status"].as_str()),
+        (StatusCode::OK, Some("cancelled"))
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_openai_shaped() {
+    let s = Stack::new(SimConfig::default(), &[], 0).await;
+    let a = s.api();
+    let code = |body: &Value| {
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    let (status, body) = a.get("/files/file-0123456789abcdef0123456789abcdef").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "file_not_found".into())
+    );
+    let (status, body) = a.get("/files/nonsense/content").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = a
+        .get("/batches/batch_0123456789abcdef0123456789abcdef")
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "batch_not_found".into())
+    );
+    let cancel = s
+        .http
+        .post(a.url("/batches/batch_x/cancel"))
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(cancel.status(), StatusCode::NOT_FOUND);
+
+    let (status, body) = read(a.upload_raw("{}", "fine-tune").await).await;
+    assert_eq!(
+        (status, body["error"]["param"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("purpose"))
+    );
+
+    let file = a.upload(&input(3)).await;
+    for (field, value) in [("endpoint", "/v1/embeddings"), ("completion_window", "1h")] {
+        let mut request = json!({"input_file_id": file, "endpoint": "/v1/chat/completions",
+            "completion_window": "24h"});
+        request[field] = json!(value);
+        let (status, body) = a.create_raw(request).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"]["param"], field, "{body}");
+    }
+    let (status, body) = a
+        .create_raw(
+            json!({"input_file_id": "file-0123456789abcdef0123456789abcdef",
+            "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "file_not_found".into())
+    );
+
+    // Bad lines: the batch is created as failed, naming every bad line; nothing is queued.
+    let good = input(1);
+    let bad = [
+        good.clone(),
+        good.replace("req-0", "req-1")
+            .replace("\"openai\"", "\"gpt-4o\""),
+        "not json".to_owned(),
+        good.replace("req-0", "req-3")
+            .replace("\"model\"", "\"modelx\""),
+    ]
+    .join("\n");
+    let file = a.upload(&bad).await;
+    let failed = a.create(&file).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let lines: Vec<u64> = failed["errors"]["data"]
+        .as_array()
+        .expect("errors.data")
+        .iter()
+        .filter_map(|e| e["line"].as_u64())
+        .collect();
+    assert_eq!(lines, [2, 3, 4], "{failed}");
+    assert!(failed["failed_at"].is_i64());
+    let id = failed["id"].as_str().expect("id");
+    assert_eq!(a.batch(id).await["status"], "failed");
+    let cancel = s
+        .http
+        .post(a.url(&format!("/batches/{id}/cancel")))
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(cancel.status(), StatusCode::CONFLICT);
+    s.stop().await;
+}
