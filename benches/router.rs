@@ -23,11 +23,11 @@
 )]
 
 mod common;
-use common::{free_port, percentile, process_cpu_seconds, wait_for_port};
+use common::{free_port, percentile, process_cpu_seconds, wait_for_port, wait_ready, Proc};
 use kubemq::{KubemqClient, Query};
 use std::future::Future;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,47 +36,6 @@ use tokio::time::MissedTickBehavior;
 const PROMPT: &str = "Say hello to the router benchmark.";
 const MAX_IN_FLIGHT: usize = 256;
 const WARM_UP: Duration = Duration::from_secs(1);
-
-/// A child process of the release binary, killed on drop.
-struct Proc {
-    child: Child,
-}
-
-impl Proc {
-    fn spawn(args: &[&str], extra: &[&std::ffi::OsStr]) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_llm-router"))
-            .args(args)
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start llm-router");
-        Self { child }
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-
-    fn cpu_seconds(&self) -> f64 {
-        process_cpu_seconds(&self.pid())
-    }
-
-    fn status_mb(&self, key: &str) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
-        let kb: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-        kb / 1024.0
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The processes of one run.
 /// Fields drop in order: the worker stops before the broker it is subscribed to.
@@ -193,21 +152,6 @@ enabled = false
 "#
     );
     std::fs::write(dir.join("bench.toml"), toml).unwrap();
-}
-
-async fn wait_ready(metrics_port: u16) {
-    let http = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{metrics_port}/ready");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = http.get(&url).send().await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "worker did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The two request paths, as cheap clones for the per-request tasks.
