@@ -92,7 +92,12 @@ pub(crate) fn record_call(endpoint: &str, elapsed: Duration) {
     let now = Instant::now();
     let ms = u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX);
     let mut windows = windows().lock();
-    let window = windows.entry(endpoint.to_owned()).or_default();
+    if !windows.contains_key(endpoint) {
+        windows.insert(endpoint.to_owned(), Window::default());
+    }
+    let Some(window) = windows.get_mut(endpoint) else {
+        return;
+    };
     if window.samples.len() >= MAX_SAMPLES {
         window.samples.pop_front();
     }
