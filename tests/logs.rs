@@ -2,7 +2,11 @@
 //! request carrying a distinctive prompt and fake keys in the environment. Every stderr
 //! line must be one JSON object, the ids and names must be fields, and neither the prompt
 //! (nor the sim's echo of it) nor any key may appear anywhere in the log.
-#![expect(clippy::expect_used, reason = "a failed step fails the test")]
+#![expect(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a failed step fails the test"
+)]
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
