@@ -245,6 +245,26 @@ async fn two_thousand_lines_through_flaky_provider_each_answered_once() {
         2000,
         "progress recorded in the job's history"
     );
+    // The workers' series (in this process, all three share one recorder).
+    let metrics = llm_router::metrics::handle().render();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(series))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let ok = value(r#"llm_router_batch_items_total{route="openai",outcome="ok"}"#);
+    assert!(ok >= 1990.0, "{metrics}");
+    let retried = value(r#"llm_router_batch_items_total{route="openai",outcome="retried"}"#);
+    assert!(retried >= 1.0, "{metrics}");
+    assert!(value(r#"llm_router_batch_redeliveries_total{route="openai"}"#) >= 1.0);
+    let done = format!("llm_router_batch_job_done_total{{job=\"{}\"}}", job.job);
+    assert!(value(&done) >= 2000.0, "{metrics}");
+    assert!(
+        metrics.contains(r#"llm_router_batch_queue_depth{route="openai"}"#),
+        "{metrics}"
+    );
     s.stop().await;
 }
 
