@@ -242,10 +242,10 @@ def overview(stream_metrics):
                        [('sum by (route, status) (rate(llm_router_gateway_requests_total{job=~"llm-router.*"}' + RATE + "))", "{{route}} {{status}}")],
                        unit="reqps", stack=True), 12, 8)
     if stream_metrics:
-        lay.add(timeseries("Streaming: time to first chunk p50/p95/p99", "Worker and gateway time from request to the first streamed chunk.",
-                           quantiles("llm_router_stream_first_chunk_seconds", "route", sel, "worker {{route}}")
-                           + quantiles("llm_router_gateway_stream_first_chunk_seconds", "route", 'job=~"llm-router.*"', "gateway {{route}}"),
-                           unit="s"), 24, 8)
+        lay.add(timeseries("Streaming: worker time to first chunk", "Streamed requests: time from the worker receiving the request to publishing its first chunk, by route.",
+                           quantiles("llm_router_stream_first_chunk_seconds", "route", sel, "{{route}}"), unit="s"), 12, 8)
+        lay.add(timeseries("Streaming: gateway time to first chunk", "Streamed requests: time from the gateway receiving the request to relaying its first chunk to the client, by route.",
+                           quantiles("llm_router_gateway_stream_first_chunk_seconds", "route", 'job=~"llm-router.*"', "{{route}}"), unit="s"), 12, 8)
     lay.row("Tokens")
     lay.add(timeseries("Tokens/s by route and kind", "Prompt and completion tokens of answered requests.",
                        [(f"sum by (route, kind) (rate(llm_router_route_tokens_total{{{sel}}}{RATE}))", "{{route}} {{kind}}")],

@@ -157,7 +157,15 @@ interactive_traffic() {
     curl -s -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$GATEWAY_PORT/v1/chat/completions" \
       -H 'content-type: application/json' \
       -d "{\"model\":\"openai\",\"messages\":[{\"role\":\"user\",\"content\":\"observability chat $i\"}]}" &
+    TRAFFIC+=($!)
   done >"$RUN_DIR/curl.codes"
+  # Streamed chat completions (server-sent events).
+  for i in $(seq 6); do
+    curl -s -N -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$GATEWAY_PORT/v1/chat/completions" \
+      -H 'content-type: application/json' \
+      -d "{\"model\":\"openai\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"observability stream $i\"}]}" &
+    TRAFFIC+=($!)
+  done >"$RUN_DIR/stream.codes"
   wait_children
   curl -s -o /dev/null "http://127.0.0.1:$GATEWAY_PORT/v1/chat/completions" \
     -H 'content-type: application/json' \
@@ -165,16 +173,18 @@ interactive_traffic() {
   # A JSON-tagged query whose body is not JSON: the worker answers bad_request.
   curl -s -o /dev/null -X POST "http://127.0.0.1:$REST_PORT/send/request" -H 'content-type: application/json' \
     -d '{"RequestTypeData":2,"ClientID":"obs","Channel":"openai_requests","BodyString":"not json","Timeout":10000,"Tags":{"content-type":"application/json"}}'
-  echo "interactive: $ok/$total asks answered, gateway statuses: $(sort "$RUN_DIR/curl.codes" | uniq -c | tr -s ' \n' ' ')"
+  echo "interactive: $ok/$total asks answered, gateway statuses: $(sort "$RUN_DIR/curl.codes" | uniq -c | tr -s ' \n' ' '), streamed: $(sort "$RUN_DIR/stream.codes" | uniq -c | tr -s ' \n' ' ')"
   ((ok > 0)) || die "no ask was answered; see $RUN_DIR/ask.log"
 }
 
-# Waits for the curl jobs started above (not the long-running services).
+# Waits for the traffic started in the background (not the long-running services).
+TRAFFIC=()
 wait_children() {
-  local job
-  for job in $(jobs -p); do
-    [[ " ${PIDS[*]} " == *" $job "* ]] || wait "$job"
+  local pid
+  for pid in "${TRAFFIC[@]}"; do
+    wait "$pid"
   done
+  TRAFFIC=()
 }
 
 batch_traffic() {

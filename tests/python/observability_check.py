@@ -1,9 +1,8 @@
 """Evaluates every panel query of every Grafana dashboard and every alert expression
 through a live Prometheus's HTTP API (standard library only).
 
-A panel passes when each of its queries parses and at least one of them returns a series
-with a real (not NaN) value somewhere between --since and now, the way Grafana draws a
-time range. An alert expression passes when it parses (an alert that does not fire returns
+A panel passes when each of its queries parses and returns a series with a real (not NaN)
+value somewhere between --since and now, the way Grafana draws a time range. An alert expression passes when it parses (an alert that does not fire returns
 nothing, which is what a healthy system should give). Template variables are replaced by
 their "All" value, Grafana's interval variables by fixed windows that suit a 1 s scrape.
 
@@ -101,7 +100,7 @@ def check_panel(base, since, variables, panel):
     """Returns None when the panel has data, else why not."""
     now = time.time()
     step = max(1, int((now - since) / 200))
-    problems, any_data = [], False
+    problems = []
     for target in panel["targets"]:
         expr = substitute(target.get("expr", ""), variables)
         if "$" in expr or "[[" in expr:
@@ -111,13 +110,9 @@ def check_panel(base, since, variables, panel):
                           {"query": expr, "start": since, "end": now, "step": step})
         if error:
             problems.append(f"{error} in {expr!r}")
-        elif has_values(data):
-            any_data = True
-        else:
+        elif not has_values(data):
             problems.append(f"no data for {expr!r}")
-    if any(not p.startswith("no data") for p in problems):
-        return "; ".join(problems)
-    return None if any_data else "; ".join(problems)
+    return "; ".join(problems) or None
 
 
 def check_dashboards(base, since, folder):
