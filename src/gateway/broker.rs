@@ -48,7 +48,8 @@ impl BrokerLink {
         &self.address
     }
 
-    fn client(&self) -> Result<&Client, ApiError> {
+    /// The connected client, or 503 while the broker is not there yet.
+    pub fn client(&self) -> Result<&Client, ApiError> {
         self.client.get().ok_or_else(|| {
             ApiError::BrokerUnavailable(format!("not connected to {} yet", self.address))
         })

@@ -1,11 +1,13 @@
 //! `POST /v1/chat/completions`: the OpenAI request becomes a JSON-mode query on the
-//! route's channel, and the worker's answer (or failure) becomes the HTTP response.
+//! route's channel, and the worker's answer (or failure) becomes the HTTP response; with
+//! `stream: true` the answer is relayed chunk by chunk (see [`super::stream`]).
 
 use super::app::AppState;
 use super::error::ApiError;
 use super::metrics::{RouteLabel, UNKNOWN_ROUTE};
 use super::request_id::RequestId;
 use super::routes::Resolved;
+use super::stream::{self, StreamCall};
 use crate::kubemq::{request::RequestType, Request};
 use crate::worker::wire::JSON_CONTENT_TYPE;
 use axum::body::Bytes;
@@ -17,10 +19,10 @@ use axum::Extension;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The query tag naming a pinned model (`route/model`).
-pub const PIN_MODEL_TAG: &str = "llm-router-pin-model";
+pub use crate::worker::wire::PIN_MODEL_TAG;
 
 /// Headers that may shorten the query's timeout, in seconds: ours, and the read timeout
 /// the OpenAI Python SDK sends with every request.
@@ -33,8 +35,9 @@ pub async fn completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let started = Instant::now();
     let mut label = None;
-    let result = complete(&state, &id, &headers, body, &mut label).await;
+    let result = complete(&state, &id, &headers, body, &mut label, started).await;
     let mut response = match result {
         Ok(response) => response,
         Err(e) => {
@@ -59,8 +62,10 @@ async fn complete(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     label: &mut Option<String>,
+    started: Instant,
 ) -> Result<Response, ApiError> {
     let mut chat = parse(body, state.max_body)?;
+    let streamed = chat.get("stream").and_then(Value::as_bool) == Some(true);
     let model = model(&chat)?;
     *label = Some(UNKNOWN_ROUTE.to_owned());
     let resolved = state.table.resolve(&model)?;
@@ -70,12 +75,25 @@ async fn complete(
         None => chat.remove("model"),
     };
     let timeout = timeout(resolved.route.timeout, headers);
-    let request = query(&resolved, &Value::Object(chat), timeout, id)?;
-    let answer = state.broker.query(request, &resolved.route.name).await?;
-    reply(answer)
+    let mut request = query(&resolved, &Value::Object(chat), timeout, id)?;
+    let route = &resolved.route.name;
+    if !streamed {
+        return reply(state.broker.query(request, route).await?);
+    }
+    let client = state.broker.client()?;
+    let opened = stream::subscribe(client, &mut request).await?;
+    let broker = state.broker.clone();
+    let owned_route = route.clone();
+    let call = StreamCall {
+        client,
+        route,
+        started,
+        query: Box::pin(async move { broker.query(request, &owned_route).await }),
+    };
+    stream::respond(call, opened).await
 }
 
-/// The body as a JSON object with non-empty `messages`, not asking to stream.
+/// The body as a JSON object with non-empty `messages`.
 fn parse(
     body: Result<Bytes, BytesRejection>,
     limit: usize,
@@ -98,9 +116,6 @@ fn parse(
             None,
         ));
     };
-    if chat.get("stream").and_then(Value::as_bool) == Some(true) {
-        return Err(ApiError::StreamingUnavailable);
-    }
     match chat.get("messages") {
         Some(Value::Array(m)) if !m.is_empty() => Ok(chat),
         Some(Value::Array(_)) => Err(bad_request(
@@ -184,11 +199,11 @@ fn reply(answer: crate::kubemq::Response) -> Result<Response, ApiError> {
         let json = [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)];
         return Ok((StatusCode::OK, json, answer.body).into_response());
     }
-    Err(failure(&answer))
+    Err(failure_of(&answer))
 }
 
 /// What the worker said went wrong (`{"error":{"message","code"}}`).
-fn failure(answer: &crate::kubemq::Response) -> ApiError {
+pub(super) fn failure_of(answer: &crate::kubemq::Response) -> ApiError {
     let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
     let error = &body["error"];
     let message = match error["message"].as_str() {
@@ -198,10 +213,10 @@ fn failure(answer: &crate::kubemq::Response) -> ApiError {
     };
     match error["code"].as_str() {
         Some("bad_request") => bad_request(message, None),
-        Some("unknown_route") => ApiError::WorkerUnknownRoute(message),
+        Some("unknown_route" | "unknown_model") => ApiError::WorkerUnknownRoute(message),
         Some("rate_limited") => ApiError::RouteRateLimited(message),
         Some("upstream_failed") if timed_out(&message) => ApiError::UpstreamTimedOut(message),
-        Some("upstream_failed") => ApiError::UpstreamFailed(message),
+        Some("upstream_failed" | "mid_stream_error") => ApiError::UpstreamFailed(message),
         _ => ApiError::BadWorkerReply(message),
     }
 }
@@ -223,7 +238,7 @@ mod tests {
     }
 
     fn worker_error(code: &str, message: &str) -> ApiError {
-        failure(&answer(serde_json::json!({
+        failure_of(&answer(serde_json::json!({
             "error": {"message": message, "type": "llm_router_error", "code": code}
         })))
     }
@@ -256,7 +271,7 @@ mod tests {
         a.body = b"not json".to_vec();
         a.error = "boom".into();
         assert_eq!(
-            failure(&a).to_string(),
+            failure_of(&a).to_string(),
             "a worker sent an unreadable answer: boom"
         );
     }
@@ -303,10 +318,7 @@ mod tests {
                 ..
             })
         ));
-        assert!(matches!(
-            parse_str(r#"{"messages":[{"role":"user","content":"x"}],"stream":true}"#),
-            Err(ApiError::StreamingUnavailable)
-        ));
+        assert!(parse_str(r#"{"messages":[{"role":"user","content":"x"}],"stream":true}"#).is_ok());
         assert!(
             parse_str(r#"{"messages":[{"role":"user","content":"x"}],"stream":false}"#).is_ok()
         );

@@ -14,6 +14,8 @@ use std::time::Instant;
 pub const REQUESTS: &str = "llm_router_gateway_requests_total";
 /// Time from receiving a request to its response, by `route`.
 pub const DURATION: &str = "llm_router_gateway_request_duration_seconds";
+/// Streamed requests: receipt to the first chunk relayed to the client, by `route`.
+pub const STREAM_FIRST_CHUNK: &str = "llm_router_gateway_stream_first_chunk_seconds";
 
 /// `route` label of requests that name no route.
 pub const NO_ROUTE: &str = "_none";
@@ -38,7 +40,17 @@ pub fn describe() {
             Unit::Seconds,
             "Gateway time from receiving a request to sending its response, by route."
         );
+        describe_histogram!(
+            STREAM_FIRST_CHUNK,
+            Unit::Seconds,
+            "Streamed requests: gateway time from receiving the request to relaying its first chunk, by route."
+        );
     });
+}
+
+/// Records a stream's time to its first chunk.
+pub fn stream_first_chunk(route: &str, elapsed: std::time::Duration) {
+    histogram!(STREAM_FIRST_CHUNK, "route" => route.to_owned()).record(elapsed.as_secs_f64());
 }
 
 /// Middleware around `/v1/*`: counts and times every response.

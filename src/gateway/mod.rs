@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`app`]: the routes and the layer stack (the composition root).
 //! - [`chat`]: `POST /v1/chat/completions` (query out, answer or failure back).
+//! - [`stream`]: `stream: true`, chunks relayed from the worker's events as SSE.
 //! - [`models`]: `GET /v1/models`. [`health`]: `/health`, `/ready`, `/metrics`.
 //! - [`routes`]: `model` → route, channel, timeout, pinned model.
 //! - [`broker`]: the background connection to the broker.
@@ -12,8 +13,6 @@
 //! - [`files`], [`batches`]: OpenAI's Files and Batches APIs over batch jobs, with
 //!   their state in the broker ([`batchapi`]).
 //! - [`status`]: the built-in status page (`/status`, `/status.json`).
-//!
-//! Not yet: streaming (`stream: true` is a 400).
 
 pub mod app;
 pub mod auth;
@@ -30,6 +29,7 @@ pub mod models;
 pub mod request_id;
 pub mod routes;
 pub mod status;
+pub mod stream;
 
 use crate::config::RouterConfig;
 use app::AppState;

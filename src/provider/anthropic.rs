@@ -4,7 +4,8 @@
 //! usage are renamed.
 
 use super::http;
-use super::{ChatMessage, ChatRequest, ChatResponse, ProviderError, Usage};
+use super::sse::{SseEvent, SseReader};
+use super::{ChatChunk, ChatMessage, ChatRequest, ChatResponse, ProviderError, Usage};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -50,6 +51,198 @@ impl Anthropic {
         let body = http::execute(request, timeout, key).await?;
         Ok(http::decode::<WireResponse>(&body, key)?.into_neutral())
     }
+
+    /// One streaming attempt (`stream: true`), bounded by `timeout` up to the response
+    /// head.
+    pub async fn stream(
+        &self,
+        req: &ChatRequest,
+        timeout: Duration,
+    ) -> Result<EventStream, ProviderError> {
+        let key = self.api_key.as_ref();
+        let mut wire = WireRequest::from(req);
+        wire.stream = true;
+        let mut request = self
+            .http
+            .post(&self.url)
+            .header("anthropic-version", API_VERSION)
+            .json(&wire);
+        if let Some(key) = key {
+            request = request.header("x-api-key", http::secret_header(key.expose())?);
+        }
+        let response = http::open(request, timeout, key).await?;
+        Ok(EventStream {
+            reader: SseReader::new(response),
+            key: self.api_key.clone(),
+            state: StreamState::default(),
+        })
+    }
+}
+
+/// An Anthropic Messages event stream: `message_start`, content block events,
+/// `message_delta` (stop reason, usage), `message_stop`; `ping` and `error` anywhere.
+#[derive(Debug)]
+pub struct EventStream {
+    reader: SseReader,
+    key: Option<Secret>,
+    state: StreamState,
+}
+
+/// What the events so far said.
+#[derive(Debug, Default)]
+struct StreamState {
+    id: String,
+    model: String,
+    /// Prompt tokens, from `message_start`.
+    input: WireUsage,
+    done: bool,
+}
+
+impl EventStream {
+    pub async fn next(&mut self) -> Option<Result<ChatChunk, ProviderError>> {
+        while !self.state.done {
+            let event = match self.reader.next().await {
+                Ok(Some(event)) => event,
+                Ok(None) => {
+                    return self.fail(ProviderError::Connect(
+                        "the stream closed before message_stop".into(),
+                    ))
+                }
+                Err(e) => return self.fail(e),
+            };
+            match self.state.apply(&event, self.key.as_ref()) {
+                Ok(Some(chunk)) => return Some(Ok(chunk)),
+                Ok(None) => {}
+                Err(e) => return self.fail(e),
+            }
+        }
+        None
+    }
+
+    fn fail(&mut self, error: ProviderError) -> Option<Result<ChatChunk, ProviderError>> {
+        self.state.done = true;
+        Some(Err(error))
+    }
+}
+
+#[derive(Deserialize)]
+struct WireEvent {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    message: Option<WireStart>,
+    #[serde(default)]
+    delta: Option<WireDelta>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<WireError>,
+}
+
+#[derive(Deserialize)]
+struct WireStart {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    usage: WireUsage,
+}
+
+#[derive(Deserialize)]
+struct WireDelta {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    message: String,
+}
+
+impl StreamState {
+    /// Takes one event; gives a chunk when it carries text or the end of the answer.
+    fn apply(
+        &mut self,
+        event: &SseEvent,
+        key: Option<&Secret>,
+    ) -> Result<Option<ChatChunk>, ProviderError> {
+        let wire: WireEvent = http::decode(event.data.as_bytes(), key)?;
+        let kind = if event.event.is_empty() {
+            wire.kind.as_str()
+        } else {
+            event.event.as_str()
+        };
+        match kind {
+            "message_start" => {
+                if let Some(start) = wire.message {
+                    self.id = start.id;
+                    self.model = start.model;
+                    self.input = start.usage;
+                }
+                Ok(None)
+            }
+            "content_block_delta" => Ok(wire
+                .delta
+                .filter(|d| d.kind == "text_delta" && !d.text.is_empty())
+                .map(|d| self.chunk(d.text, None, None))),
+            "message_delta" => Ok(Some(self.end_chunk(wire))),
+            "message_stop" => {
+                self.done = true;
+                Ok(None)
+            }
+            "error" => Err(stream_error(wire.error, key)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The stop reason and the usage: prompt tokens from the start, output from here.
+    fn end_chunk(&mut self, wire: WireEvent) -> ChatChunk {
+        let stop_reason = wire.delta.and_then(|d| d.stop_reason);
+        let output = wire.usage.map_or(0, |u| u.output_tokens);
+        let mut usage = std::mem::take(&mut self.input).into_neutral();
+        usage.completion_tokens = output;
+        let finish = finish_reason(stop_reason.as_deref()).to_owned();
+        self.chunk(String::new(), Some(finish), Some(usage))
+    }
+
+    fn chunk(&self, delta: String, finish: Option<String>, usage: Option<Usage>) -> ChatChunk {
+        ChatChunk {
+            id: self.id.clone(),
+            model: self.model.clone(),
+            delta,
+            finish_reason: finish,
+            usage,
+        }
+    }
+}
+
+/// An `error` event as the status Anthropic would have answered with.
+fn stream_error(error: Option<WireError>, key: Option<&Secret>) -> ProviderError {
+    let (kind, message) = error.map_or((String::new(), String::new()), |e| (e.kind, e.message));
+    let status = match kind.as_str() {
+        "overloaded_error" => 529,
+        "rate_limit_error" => 429,
+        "invalid_request_error" => 400,
+        _ => 500,
+    };
+    let message = http::clean(&message, key);
+    ProviderError::Status {
+        status,
+        retry_after: None,
+        message: if message.is_empty() {
+            format!("the stream sent an error event ({kind})")
+        } else {
+            message
+        },
+    }
 }
 
 #[derive(Serialize)]
@@ -65,6 +258,8 @@ struct WireRequest<'a> {
     top_p: Option<f32>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
 }
 
 #[derive(Serialize)]
@@ -83,6 +278,7 @@ impl<'a> From<&'a ChatRequest> for WireRequest<'a> {
             temperature: req.temperature,
             top_p: req.top_p,
             stop_sequences: &req.stop,
+            stream: false,
         }
     }
 }
@@ -136,7 +332,7 @@ struct WireBlock {
     text: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Debug)]
 struct WireUsage {
     #[serde(default)]
     input_tokens: u32,
@@ -239,6 +435,48 @@ mod tests {
             ("ab", "tool_calls")
         );
         assert_eq!((r.usage.prompt_tokens, r.usage.completion_tokens), (7, 2));
+    }
+
+    #[test]
+    fn stream_events_map_to_chunks() {
+        let mut state = StreamState::default();
+        let mut apply = |event: &str, data: serde_json::Value| {
+            let e = SseEvent {
+                event: event.into(),
+                data: data.to_string(),
+            };
+            state.apply(&e, None)
+        };
+        let start = json!({"type": "message_start", "message": {"id": "msg_1",
+            "model": "claude", "usage": {"input_tokens": 7, "output_tokens": 1}}});
+        assert_eq!(apply("message_start", start), Ok(None));
+        assert_eq!(apply("ping", json!({"type": "ping"})), Ok(None));
+        let delta = json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": "Hel"}});
+        let chunk = apply("content_block_delta", delta).unwrap().unwrap();
+        assert_eq!((chunk.id.as_str(), chunk.delta.as_str()), ("msg_1", "Hel"));
+        let end = json!({"type": "message_delta", "delta": {"stop_reason": "max_tokens"},
+            "usage": {"output_tokens": 5}});
+        let last = apply("message_delta", end).unwrap().unwrap();
+        assert_eq!(last.finish_reason.as_deref(), Some("length"));
+        assert_eq!(
+            last.usage,
+            Some(Usage {
+                prompt_tokens: 7,
+                completion_tokens: 5
+            })
+        );
+        let error = json!({"type": "error", "error": {"type": "overloaded_error",
+            "message": "Overloaded"}});
+        assert!(matches!(
+            apply("error", error),
+            Err(ProviderError::Status { status: 529, .. })
+        ));
+        assert_eq!(
+            apply("message_stop", json!({"type": "message_stop"})),
+            Ok(None)
+        );
+        assert!(state.done);
     }
 
     #[test]

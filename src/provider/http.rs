@@ -63,6 +63,34 @@ async fn send(
     })
 }
 
+/// Sends a streaming `request` and waits within `timeout` for its response head; a 2xx
+/// gives the response to read events from, anything else its error (body read in full).
+pub(crate) async fn open(
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+    key: Option<&Secret>,
+) -> Result<reqwest::Response, ProviderError> {
+    let opening = async {
+        let transport = |e| transport(e, timeout, key);
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = retry_after(response.headers(), SystemTime::now());
+        let body = response.bytes().await.map_err(transport)?;
+        Err(ProviderError::Status {
+            status: status.as_u16(),
+            retry_after,
+            message: error_message(&body, key),
+        })
+    };
+    match tokio::time::timeout(timeout, opening).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(ProviderError::Timeout(timeout)),
+    }
+}
+
 /// Decodes a 2xx body into the provider's wire type.
 pub(crate) fn decode<T: DeserializeOwned>(
     body: &[u8],

@@ -53,6 +53,28 @@ pub struct ChatResponse {
     pub usage: Usage,
 }
 
+/// One piece of a streamed answer, provider-neutral.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ChatChunk {
+    /// The provider's response id (the same on every chunk of one answer).
+    pub id: String,
+    pub model: String,
+    /// The text this chunk adds.
+    pub delta: String,
+    /// Set on the last chunk, in OpenAI's vocabulary.
+    pub finish_reason: Option<String>,
+    /// Set when the provider reported it (OpenAI: a last chunk with no choices;
+    /// Anthropic: `message_delta`).
+    pub usage: Option<Usage>,
+}
+
+impl ChatChunk {
+    /// Whether the chunk says anything (providers send role-only and keep-alive chunks).
+    pub fn is_empty(&self) -> bool {
+        self.delta.is_empty() && self.finish_reason.is_none() && self.usage.is_none()
+    }
+}
+
 /// Why one call to one endpoint failed. Payload-free classification lives in
 /// [`ProviderError::kind`]; the texts never contain keys.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -109,6 +131,7 @@ impl ProviderError {
 pub mod anthropic;
 pub(crate) mod http;
 pub mod openai;
+pub mod sse;
 
 use crate::secret::Secret;
 
@@ -159,6 +182,57 @@ impl Provider {
         match self {
             Provider::Openai(p) => p.chat(req, timeout).await,
             Provider::Anthropic(p) => p.chat(req, timeout).await,
+        }
+    }
+}
+
+impl Provider {
+    /// One streaming attempt: sends `req` asking for a stream and waits at most `timeout`
+    /// for the response head. A failure here is an ordinary [`ProviderError`]; failures
+    /// while reading come out of [`ChatStream::next`].
+    pub async fn stream(
+        &self,
+        req: &ChatRequest,
+        timeout: Duration,
+    ) -> Result<ChatStream, ProviderError> {
+        let inner = match self {
+            Provider::Openai(p) => StreamInner::Openai(p.stream(req, timeout).await?),
+            Provider::Anthropic(p) => StreamInner::Anthropic(p.stream(req, timeout).await?),
+        };
+        Ok(ChatStream { inner })
+    }
+}
+
+/// A streamed answer being read. Dropping it closes the HTTP connection, which is how
+/// an upstream call is cancelled.
+#[derive(Debug)]
+pub struct ChatStream {
+    inner: StreamInner,
+}
+
+#[derive(Debug)]
+enum StreamInner {
+    Openai(openai::EventStream),
+    Anthropic(anthropic::EventStream),
+    /// Chunks known in advance: fakes in tests, and answers that did not stream.
+    Replay(std::collections::VecDeque<Result<ChatChunk, ProviderError>>),
+}
+
+impl ChatStream {
+    /// A stream that plays `items` back.
+    pub fn replay(items: Vec<Result<ChatChunk, ProviderError>>) -> Self {
+        Self {
+            inner: StreamInner::Replay(items.into()),
+        }
+    }
+
+    /// The next non-empty chunk; `None` at the clean end of the answer. An error ends
+    /// the stream.
+    pub async fn next(&mut self) -> Option<Result<ChatChunk, ProviderError>> {
+        match &mut self.inner {
+            StreamInner::Openai(s) => s.next().await,
+            StreamInner::Anthropic(s) => s.next().await,
+            StreamInner::Replay(items) => items.pop_front(),
         }
     }
 }

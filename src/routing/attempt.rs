@@ -61,8 +61,13 @@ impl Tally {
         self.last.lock().clone()
     }
 
+    /// Keeps the last provider error, for the caller's error text.
+    pub fn set_last(&self, error: &ProviderError) {
+        *self.last.lock() = Some(error.clone());
+    }
+
     /// Counts a call; returns its number.
-    fn add_call(&self) -> u32 {
+    pub fn add_call(&self) -> u32 {
         self.attempts.fetch_add(1, Ordering::Relaxed) + 1
     }
 }
@@ -130,7 +135,7 @@ pub async fn call(
 }
 
 /// What a failed call says about the endpoint (as opposed to the request).
-fn verdict(error: &ProviderError, cut_short: bool) -> Verdict {
+pub fn verdict(error: &ProviderError, cut_short: bool) -> Verdict {
     match error {
         ProviderError::Timeout(_) if cut_short => Verdict::Unknown,
         ProviderError::Decode(_) => Verdict::Failing,

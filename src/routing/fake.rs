@@ -1,7 +1,7 @@
 //! A scripted provider for unit tests: answers, fails or hangs on demand, in tokio time,
 //! and records when it was called.
 
-use crate::provider::{ChatRequest, ChatResponse, ProviderError, Usage};
+use crate::provider::{ChatChunk, ChatRequest, ChatResponse, ChatStream, ProviderError, Usage};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -96,6 +96,32 @@ impl Fake {
         let result = self.play(step, req, timeout).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         result
+    }
+
+    /// The scripted answer as a stream of its words, or the scripted failure before it.
+    pub async fn stream(
+        &self,
+        req: &ChatRequest,
+        timeout: Duration,
+    ) -> Result<ChatStream, ProviderError> {
+        let answer = self.chat(req, timeout).await?;
+        let chunk = |delta: &str| ChatChunk {
+            id: answer.id.clone(),
+            model: answer.model.clone(),
+            delta: delta.to_owned(),
+            ..ChatChunk::default()
+        };
+        let mut items: Vec<Result<ChatChunk, ProviderError>> = answer
+            .content
+            .split_inclusive(' ')
+            .map(|w| Ok(chunk(w)))
+            .collect();
+        items.push(Ok(ChatChunk {
+            finish_reason: Some(answer.finish_reason.clone()),
+            usage: Some(answer.usage),
+            ..chunk("")
+        }));
+        Ok(ChatStream::replay(items))
     }
 
     async fn play(

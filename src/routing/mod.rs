@@ -8,8 +8,9 @@
 //!
 //! Layout: `table` (endpoints, routes, choosing a target) · `retry` (backoff and the
 //! retry loop) · `attempt` (one call: breaker, budgets, provider) · `batch` (reserve, then
-//! one attempt) · `circuit` · `limits` · `failure` (the caller's error text) · `metrics`
-//! (the series and their labels).
+//! one attempt) · `stream` (attempts up to a stream's first chunk, then the rest) ·
+//! `circuit` · `limits` · `failure` (the caller's error text) · `metrics` (the series and
+//! their labels).
 
 mod attempt;
 mod batch;
@@ -21,6 +22,7 @@ mod limits;
 pub mod metrics;
 mod retry;
 mod status;
+pub mod stream;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -33,11 +35,12 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use table::{Endpoint, Route, Upstream};
+use table::{Endpoint, Route, Target, Upstream};
 use tokio::time::Instant;
 
 pub use batch::{BatchFailure, Reservation};
 pub use status::EndpointStatus;
+pub use stream::{MidStreamError, Streaming};
 
 /// A route as the worker needs it: where its requests arrive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,6 +65,12 @@ pub struct Completion {
 pub enum RouteError {
     #[error("unknown route '{0}'")]
     UnknownRoute(String),
+    #[error("route '{route}' has no target model '{model}'; its models: {models}")]
+    UnknownModel {
+        route: String,
+        model: String,
+        models: String,
+    },
     #[error("route '{route}': {detail}")]
     BadRequest { route: String, detail: String },
     #[error("route '{route}': every target is rate-limited and the deadline cannot wait")]
@@ -184,12 +193,66 @@ impl Router {
         req: ChatRequest,
         deadline: Instant,
     ) -> Result<Completion, RouteError> {
+        self.complete_pinned(route, req, deadline, None).await
+    }
+
+    /// [`Self::complete`] on only the route's targets whose model is `pin`, when set.
+    pub async fn complete_pinned(
+        &self,
+        route: &str,
+        req: ChatRequest,
+        deadline: Instant,
+        pin: Option<&str>,
+    ) -> Result<Completion, RouteError> {
+        let (table, deadline) = self.prepare(route, deadline, pin)?;
+        serve(table, req, deadline, pin).await
+    }
+
+    /// A streamed answer to `req`, once its first chunk is in: targets, retries and
+    /// failover as in [`Self::complete_pinned`] until then, none after it.
+    pub async fn stream(
+        &self,
+        route: &str,
+        req: ChatRequest,
+        deadline: Instant,
+        pin: Option<&str>,
+    ) -> Result<Streaming, RouteError> {
+        let (table, deadline) = self.prepare(route, deadline, pin)?;
+        stream::serve(table, req, deadline, pin).await
+    }
+
+    /// The route, its deadline (the caller's or the route's own timeout, if sooner), and
+    /// a check that the pinned model is one of its targets'.
+    fn prepare(
+        &self,
+        route: &str,
+        deadline: Instant,
+        pin: Option<&str>,
+    ) -> Result<(&Route, Instant), RouteError> {
         let Some(table) = self.route(route) else {
             return Err(RouteError::UnknownRoute(route.to_owned()));
         };
-        let deadline = deadline.min(Instant::now() + table.timeout);
-        serve(table, req, deadline).await
+        if let Some(pin) = pin {
+            let targets = || table.tiers.iter().flatten();
+            if !targets().any(|t| t.model == pin) {
+                let mut models: Vec<&str> = targets().map(|t| t.model.as_str()).collect();
+                models.dedup();
+                return Err(RouteError::UnknownModel {
+                    route: table.name.clone(),
+                    model: pin.to_owned(),
+                    models: models.join(", "),
+                });
+            }
+        }
+        Ok((table, deadline.min(Instant::now() + table.timeout)))
     }
+}
+
+/// The targets that serve a pinned model (all of them without a pin).
+fn pinned<'a>(targets: Vec<&'a Target>, pin: Option<&'a str>) -> impl Iterator<Item = &'a Target> {
+    targets
+        .into_iter()
+        .filter(move |t| pin.map_or(true, |p| t.model == p))
 }
 
 /// Tries the route's tiers in priority order and each tier's targets in the selector's
@@ -198,11 +261,12 @@ async fn serve(
     route: &Route,
     mut req: ChatRequest,
     deadline: Instant,
+    pin: Option<&str>,
 ) -> Result<Completion, RouteError> {
     let mut failures: Vec<Failure> = Vec::new();
     let mut attempts = 0;
     for tier in &route.tiers {
-        for target in table::order(tier, rand::random::<f64>) {
+        for target in pinned(table::order(tier, rand::random::<f64>), pin) {
             if Instant::now() >= deadline {
                 failures.push(Failure::not_tried(target));
                 continue;

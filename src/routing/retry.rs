@@ -92,8 +92,8 @@ pub fn next_sleep(
 
 /// The answer from one target, or its last error, with how the attempts went.
 #[derive(Debug)]
-pub struct TargetOutcome {
-    pub result: Result<ChatResponse, AttemptError>,
+pub struct TargetOutcome<T = ChatResponse> {
+    pub result: Result<T, AttemptError>,
     pub attempts: u32,
     pub stop: Stop,
     /// The last provider error, if a call was made and failed.
@@ -109,8 +109,24 @@ pub async fn call_target(
     deadline: Instant,
 ) -> TargetOutcome {
     let tally = Tally::default();
+    let op = || attempt(target, req, deadline, &tally);
+    retry_target(target, policy, deadline, &tally, op).await
+}
+
+/// The retry loop around any kind of attempt at `target` (`op`, which reports its calls
+/// to `tally`): a whole answer, or a stream up to its first chunk.
+pub async fn retry_target<T, Fut>(
+    target: &Target,
+    policy: RetryConfig,
+    deadline: Instant,
+    tally: &Tally,
+    op: impl FnMut() -> Fut,
+) -> TargetOutcome<T>
+where
+    Fut: std::future::Future<Output = Result<T, AttemptError>>,
+{
     let mut stop = Stop::Exhausted;
-    let result = (|| attempt(target, req, deadline, &tally))
+    let result = op
         .retry(FullJitter::new(policy))
         .sleep(tokio::time::sleep)
         .when(AttemptError::is_retryable)

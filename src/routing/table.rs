@@ -5,7 +5,7 @@ use super::circuit::Circuit;
 use super::limits::Limits;
 use super::metrics;
 use crate::config::{EndpointConfig, RetryConfig, RouteConfig, RouterConfig};
-use crate::provider::{ChatRequest, ChatResponse, Provider, ProviderError};
+use crate::provider::{ChatRequest, ChatResponse, ChatStream, Provider, ProviderError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,19 @@ impl Upstream {
             Upstream::Provider(p) => p.chat(req, timeout).await,
             #[cfg(test)]
             Upstream::Fake(f) => f.chat(req, timeout).await,
+        }
+    }
+
+    /// Opens a streamed answer; see [`Provider::stream`].
+    pub async fn stream(
+        &self,
+        req: &ChatRequest,
+        timeout: Duration,
+    ) -> Result<ChatStream, ProviderError> {
+        match self {
+            Upstream::Provider(p) => p.stream(req, timeout).await,
+            #[cfg(test)]
+            Upstream::Fake(f) => f.stream(req, timeout).await,
         }
     }
 }

@@ -17,6 +17,8 @@ struct Request {
     max_tokens: u32,
     #[serde(default)]
     stop_sequences: Vec<String>,
+    #[serde(default)]
+    stream: bool,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +61,7 @@ pub(super) fn parse(body: &[u8]) -> Result<Prompt, String> {
         model: req.model,
         max_tokens: Some(req.max_tokens),
         stop: req.stop_sequences,
+        stream: req.stream,
         texts: req.system.map(Content::text).into_iter().collect(),
         ..Prompt::default()
     };
@@ -78,11 +81,7 @@ pub(super) fn parse(body: &[u8]) -> Result<Prompt, String> {
 }
 
 pub(super) fn answer(n: u64, prompt: &Prompt, c: Completion) -> Response {
-    let (stop_reason, stop_sequence) = match c.finish {
-        Finish::End => ("end_turn", None),
-        Finish::Length => ("max_tokens", None),
-        Finish::StopSequence(s) => ("stop_sequence", Some(s)),
-    };
+    let (stop_reason, stop_sequence) = stop(&c.finish);
     Json(json!({
         "id": format!("msg_sim_{n}"),
         "type": "message",
@@ -109,4 +108,66 @@ pub(super) fn error(status: StatusCode, message: &str) -> Response {
     };
     let body = json!({"type": "error", "error": {"type": kind, "message": message}});
     (status, Json(body)).into_response()
+}
+
+/// One SSE frame: `event: NAME` and its JSON.
+fn event(name: &str, data: &serde_json::Value) -> String {
+    format!("event: {name}\ndata: {data}\n\n")
+}
+
+/// The streamed answer as SSE frames sent apart: `message_start` (with the first text
+/// delta), one `content_block_delta` per piece, then the block's end, `message_delta` and
+/// `message_stop`; or, when `cut`, a few deltas and an `error` event.
+pub(super) fn stream_frames(n: u64, prompt: &Prompt, c: &Completion, cut: bool) -> Vec<String> {
+    let start = json!({"type": "message_start", "message": {
+        "id": format!("msg_sim_{n}"), "type": "message", "role": "assistant",
+        "model": prompt.model, "content": [], "stop_reason": null, "stop_sequence": null,
+        "usage": {"input_tokens": c.prompt_tokens, "output_tokens": 1}}});
+    let block = json!({"type": "content_block_start", "index": 0,
+        "content_block": {"type": "text", "text": ""}});
+    let head = event("message_start", &start)
+        + &event("content_block_start", &block)
+        + &event("ping", &json!({"type": "ping"}));
+    let pieces = super::echo::pieces(&c.text);
+    let mut frames: Vec<String> = pieces
+        .iter()
+        .map(|piece| {
+            let delta = json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": piece}});
+            event("content_block_delta", &delta)
+        })
+        .collect();
+    if let Some(first) = frames.first_mut() {
+        first.insert_str(0, &head);
+    }
+    if cut {
+        frames.truncate(super::stream::cut_after(pieces.len()));
+        let error = json!({"type": "error", "error": {"type": "overloaded_error",
+            "message": "injected mid-stream failure"}});
+        frames.push(event("error", &error));
+        return frames;
+    }
+    let (stop_reason, stop_sequence) = stop(&c.finish);
+    let end = event(
+        "content_block_stop",
+        &json!({"type": "content_block_stop", "index": 0}),
+    ) + &event(
+        "message_delta",
+        &json!({"type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+                "usage": {"output_tokens": c.completion_tokens}}),
+    ) + &event("message_stop", &json!({"type": "message_stop"}));
+    if let Some(last) = frames.last_mut() {
+        last.push_str(&end);
+    }
+    frames
+}
+
+/// Anthropic's stop reason and stop sequence for how the answer ended.
+fn stop(finish: &Finish) -> (&'static str, Option<String>) {
+    match finish {
+        Finish::End => ("end_turn", None),
+        Finish::Length => ("max_tokens", None),
+        Finish::StopSequence(s) => ("stop_sequence", Some(s.clone())),
+    }
 }

@@ -11,6 +11,10 @@ pub(super) struct Prompt {
     pub last_user: String,
     pub max_tokens: Option<u32>,
     pub stop: Vec<String>,
+    /// `stream: true`: answer as server-sent events.
+    pub stream: bool,
+    /// OpenAI's `stream_options.include_usage`: a last chunk with the usage.
+    pub include_usage: bool,
 }
 
 /// Why the answer ended.
@@ -49,6 +53,17 @@ pub(super) fn complete(prompt: &Prompt) -> Completion {
         text,
         finish,
         prompt_tokens,
+    }
+}
+
+/// The answer's text in stream pieces: one word each, with the space after it, so that
+/// the pieces join to the text. Never empty.
+pub(super) fn pieces(text: &str) -> Vec<String> {
+    let pieces: Vec<String> = text.split_inclusive(' ').map(str::to_owned).collect();
+    if pieces.is_empty() {
+        vec![String::new()]
+    } else {
+        pieces
     }
 }
 
@@ -99,6 +114,12 @@ mod tests {
         assert_eq!((c.prompt_tokens, c.completion_tokens), (5, 4));
         let long = "x".repeat(80);
         assert_eq!(complete(&prompt(&long)).text.len(), 5 + ECHO_CHARS);
+    }
+
+    #[test]
+    fn pieces_join_to_the_text() {
+        assert_eq!(pieces("sim: a b"), ["sim: ", "a ", "b"]);
+        assert_eq!(pieces(""), [""]);
     }
 
     #[test]

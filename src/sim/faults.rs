@@ -24,10 +24,12 @@ pub(super) enum Fate {
 pub(super) struct Draw {
     pub fate: Fate,
     pub delay: Duration,
+    /// A streamed answer is cut by an error mid-stream.
+    pub cut: bool,
 }
 
 /// Draws for request `n`: one roll picks the fate along the cumulative rates, a second
-/// the jitter. A fresh RNG per request keeps the sequence independent of concurrency.
+/// the jitter, a third whether a stream is cut. A fresh RNG per request keeps the sequence independent of concurrency.
 pub(super) fn draw(config: &SimConfig, n: u64) -> Draw {
     let mut rng = rand::rngs::StdRng::seed_from_u64(mix(config.seed, n));
     let roll: f64 = rng.gen();
@@ -36,9 +38,12 @@ pub(super) fn draw(config: &SimConfig, n: u64) -> Draw {
     } else {
         0
     };
+    // Drawn last, so that adding the rate changes no earlier draw of the same seed.
+    let cut: f64 = rng.gen();
     Draw {
         fate: fate(config, roll),
         delay: Duration::from_millis(config.latency_ms.saturating_add(jitter)),
+        cut: cut < config.mid_stream_error_rate,
     }
 }
 

@@ -4,6 +4,9 @@
 //! Routes: `POST /v1/chat/completions` (OpenAI), `POST /v1/messages` (Anthropic),
 //! `GET /health`, `GET /stats` (the [`SimStats`] counters as JSON).
 //!
+//! With `stream: true` the answer comes as server-sent events in the request's format,
+//! one word per chunk, `chunk_delay_ms` apart, possibly cut by a mid-stream error.
+//!
 //! Each chat request goes through: API key check (401) → requests-per-minute limit (429)
 //! → body parsing (400) → one seeded draw deciding reset / hang / 429 / injected error /
 //! success → latency → answer. The answer echoes the prompt: `sim: <first 50 chars of the
@@ -21,6 +24,7 @@ mod openai;
 mod reset;
 mod server;
 mod stats;
+mod stream;
 
 pub use stats::SimStats;
 
@@ -58,7 +62,19 @@ pub struct SimConfig {
     pub api_key: Option<String>,
     /// Seed of the fault draws: request number `n` always draws the same outcome.
     pub seed: u64,
+    /// Pause between the chunks of a streamed answer (`stream: true`), in milliseconds,
+    /// so that clients can be seen to receive chunks one by one.
+    pub chunk_delay_ms: u64,
+    /// Probability that a streamed answer is cut after a few chunks by an error (OpenAI:
+    /// `data: {"error": …}`; Anthropic: `event: error`), then closed. Drawn apart from the
+    /// other faults, which strike before the first chunk. A last user message containing
+    /// [`MID_STREAM_ERROR_MARKER`] is always cut, for tests that go through layers which
+    /// cannot set this.
+    pub mid_stream_error_rate: f64,
 }
+
+/// A prompt containing this is answered with a stream cut by an error.
+pub const MID_STREAM_ERROR_MARKER: &str = "[sim:mid-stream-error]";
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -74,6 +90,8 @@ impl Default for SimConfig {
             rpm_limit: None,
             api_key: None,
             seed: 0,
+            chunk_delay_ms: 0,
+            mid_stream_error_rate: 0.0,
         }
     }
 }
@@ -84,7 +102,11 @@ impl SimConfig {
         let rates = [self.rate_429, self.hang_rate, self.reset_rate];
         let injected = self.error_rates.iter().map(|(_, p)| *p);
         let all: Vec<f64> = rates.into_iter().chain(injected).collect();
-        if all.iter().any(|p| !(0.0..=1.0).contains(p)) {
+        if all
+            .iter()
+            .chain([&self.mid_stream_error_rate])
+            .any(|p| !(0.0..=1.0).contains(p))
+        {
             return Err("every rate must be between 0 and 1".into());
         }
         if all.iter().sum::<f64>() > 1.0 + 1e-9 {

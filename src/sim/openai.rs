@@ -19,6 +19,16 @@ struct Request {
     max_completion_tokens: Option<u32>,
     #[serde(default)]
     stop: Option<Stop>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +88,8 @@ pub(super) fn parse(body: &[u8]) -> Result<Prompt, String> {
             Some(Stop::Many(v)) => v,
             None => Vec::new(),
         },
+        stream: req.stream,
+        include_usage: req.stream_options.is_some_and(|o| o.include_usage),
         ..Prompt::default()
     };
     for m in req.messages {
@@ -91,10 +103,7 @@ pub(super) fn parse(body: &[u8]) -> Result<Prompt, String> {
 }
 
 pub(super) fn answer(n: u64, prompt: &Prompt, c: Completion) -> Response {
-    let finish_reason = match c.finish {
-        Finish::End | Finish::StopSequence(_) => "stop",
-        Finish::Length => "length",
-    };
+    let finish_reason = finish_reason(&c.finish);
     Json(json!({
         "id": format!("chatcmpl-sim-{n}"),
         "object": "chat.completion",
@@ -124,4 +133,66 @@ pub(super) fn error(status: StatusCode, message: &str) -> Response {
     };
     let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
     (status, Json(body)).into_response()
+}
+
+/// OpenAI's finish reason for how the answer ended.
+fn finish_reason(finish: &Finish) -> &'static str {
+    match finish {
+        Finish::End | Finish::StopSequence(_) => "stop",
+        Finish::Length => "length",
+    }
+}
+
+/// The streamed answer as SSE frames, one piece of text each (sent apart): chunks, the
+/// finish chunk, the usage chunk when asked for, `[DONE]`; or, when `cut`, a few chunks
+/// and an error.
+pub(super) fn stream_frames(n: u64, prompt: &Prompt, c: &Completion, cut: bool) -> Vec<String> {
+    let created = super::server::unix_now();
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+        let body = json!({
+            "id": format!("chatcmpl-sim-{n}"),
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": prompt.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        });
+        format!("data: {body}\n\n")
+    };
+    let pieces = super::echo::pieces(&c.text);
+    let mut frames: Vec<String> = pieces
+        .iter()
+        .enumerate()
+        .map(|(i, piece)| match i {
+            0 => chunk(json!({"role": "assistant", "content": piece}), json!(null)),
+            _ => chunk(json!({"content": piece}), json!(null)),
+        })
+        .collect();
+    if cut {
+        frames.truncate(super::stream::cut_after(pieces.len()));
+        let error = json!({"error": {"message": "injected mid-stream failure",
+            "type": "server_error", "param": null, "code": null}});
+        frames.push(format!("data: {error}\n\n"));
+        return frames;
+    }
+    let mut end = chunk(json!({}), json!(finish_reason(&c.finish)));
+    if prompt.include_usage {
+        let usage = json!({
+            "id": format!("chatcmpl-sim-{n}"),
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": prompt.model,
+            "choices": [],
+            "usage": {
+                "prompt_tokens": c.prompt_tokens,
+                "completion_tokens": c.completion_tokens,
+                "total_tokens": c.prompt_tokens.saturating_add(c.completion_tokens),
+            },
+        });
+        end.push_str(&format!("data: {usage}\n\n"));
+    }
+    end.push_str("data: [DONE]\n\n");
+    if let Some(last) = frames.last_mut() {
+        last.push_str(&end);
+    }
+    frames
 }

@@ -6,7 +6,7 @@ use super::faults::{self, Fate};
 use super::limit::Window;
 use super::reset::Relay;
 use super::stats::Counters;
-use super::{anthropic, openai, SimConfig};
+use super::{anthropic, openai, stream, SimConfig};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -62,6 +62,14 @@ impl Format {
         match self {
             Format::OpenAi => openai::answer(n, prompt, completion),
             Format::Anthropic => anthropic::answer(n, prompt, completion),
+        }
+    }
+
+    fn stream_frames(self, n: u64, prompt: &Prompt, cut: bool) -> Vec<String> {
+        let completion = echo::complete(prompt);
+        match self {
+            Format::OpenAi => openai::stream_frames(n, prompt, &completion, cut),
+            Format::Anthropic => anthropic::stream_frames(n, prompt, &completion, cut),
         }
     }
 
@@ -180,7 +188,7 @@ async fn chat(
         () = tokio::time::sleep(draw.delay) => {}
         () = s.shutdown.cancelled() => return shutting_down(format),
     }
-    s.carry_out(format, draw.fate, n, &prompt)
+    s.carry_out(format, draw, n, &prompt)
 }
 
 impl Shared {
@@ -241,8 +249,8 @@ impl Shared {
         shutting_down(format)
     }
 
-    fn carry_out(&self, format: Format, fate: Fate, n: u64, prompt: &Prompt) -> Response {
-        match fate {
+    fn carry_out(&self, format: Format, draw: faults::Draw, n: u64, prompt: &Prompt) -> Response {
+        match draw.fate {
             Fate::TooMany => {
                 let wait = Duration::from_secs(self.config.retry_after_secs);
                 self.too_many(format, wait, "rate limit exceeded (injected)")
@@ -252,11 +260,26 @@ impl Shared {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
                 format.error(status, "injected failure")
             }
+            Fate::Answer | Fate::Reset | Fate::Hang if prompt.stream => {
+                Counters::bump(&self.stats.ok);
+                self.stream(format, draw.cut, n, prompt)
+            }
             Fate::Answer | Fate::Reset | Fate::Hang => {
                 Counters::bump(&self.stats.ok);
                 format.answer(n, prompt)
             }
         }
+    }
+
+    /// A streamed answer, cut mid-stream when drawn or when the prompt asks for it.
+    fn stream(&self, format: Format, cut: bool, n: u64, prompt: &Prompt) -> Response {
+        let cut = cut || prompt.last_user.contains(super::MID_STREAM_ERROR_MARKER);
+        if cut {
+            Counters::bump(&self.stats.mid_stream_errors);
+        }
+        let frames = format.stream_frames(n, prompt, cut);
+        let delay = Duration::from_millis(self.config.chunk_delay_ms);
+        stream::respond(frames, delay, self.stats.clone(), self.shutdown.clone())
     }
 }
 

@@ -20,6 +20,12 @@ pub struct SimStats {
     pub hangs: u64,
     /// Connection reset without an answer.
     pub resets: u64,
+    /// Answers streamed (`stream: true`), counted when the stream starts.
+    pub streams: u64,
+    /// Streams cut on purpose by a mid-stream error.
+    pub mid_stream_errors: u64,
+    /// Streams the client went away from before the end (its connection closed).
+    pub streams_cancelled: u64,
 }
 
 /// Relaxed atomics: each counter is independent and read only for reporting.
@@ -32,6 +38,9 @@ pub(super) struct Counters {
     pub rejected: AtomicU64,
     pub hangs: AtomicU64,
     pub resets: AtomicU64,
+    pub streams: AtomicU64,
+    pub mid_stream_errors: AtomicU64,
+    pub streams_cancelled: AtomicU64,
 }
 
 impl Counters {
@@ -49,6 +58,9 @@ impl Counters {
             rejected: get(&self.rejected),
             hangs: get(&self.hangs),
             resets: get(&self.resets),
+            streams: get(&self.streams),
+            mid_stream_errors: get(&self.mid_stream_errors),
+            streams_cancelled: get(&self.streams_cancelled),
         }
     }
 }

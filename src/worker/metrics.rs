@@ -22,6 +22,8 @@ pub const IN_FLIGHT: &str = "llm_router_in_flight_requests";
 pub const REPLY_ERRORS: &str = "llm_router_reply_errors_total";
 /// Tokens used by answered requests, by `route` and `kind` (`prompt`, `completion`).
 pub const TOKENS: &str = "llm_router_route_tokens_total";
+/// Streamed requests: receipt to the first chunk published, by `route`.
+pub const STREAM_FIRST_CHUNK: &str = "llm_router_stream_first_chunk_seconds";
 
 /// Installs the process's recorder if needed and gives every series its help text, once
 /// per process.
@@ -36,6 +38,7 @@ pub fn describe() {
         describe_gauge!(IN_FLIGHT, "Requests a worker is handling now, by route.");
         describe_counter!(REPLY_ERRORS, "Replies the broker refused or could not take.");
         describe_counter!(TOKENS, "Tokens used by answered requests, by route and kind (prompt, completion).");
+        describe_histogram!(STREAM_FIRST_CHUNK, Unit::Seconds, "Streamed requests: time from the worker receiving the request to publishing its first chunk, by route.");
     });
 }
 
@@ -72,6 +75,11 @@ pub fn tokens(route: &str, prompt: u32, completion: u32) {
     counter!(TOKENS, "route" => route.to_owned(), "kind" => "prompt").increment(u64::from(prompt));
     counter!(TOKENS, "route" => route.to_owned(), "kind" => "completion")
         .increment(u64::from(completion));
+}
+
+/// Records a stream's time to its first chunk.
+pub fn first_chunk(route: &str, elapsed: Duration) {
+    histogram!(STREAM_FIRST_CHUNK, "route" => route.to_owned()).record(elapsed.as_secs_f64());
 }
 
 /// Counts a reply the broker did not take.

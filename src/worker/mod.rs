@@ -2,6 +2,7 @@
 //! through the router, and replies through the broker.
 //!
 //! - [`wire`]: request bodies in, response bodies out (seed and JSON mode).
+//! - [`stream`]: streamed answers, chunk by chunk as events (tag `llm-router-stream`).
 //! - [`metrics`]: the worker's Prometheus series.
 //! - [`http`]: `/health`, `/ready`, `/metrics`.
 //! - [`batch`]: the batch consumer, pulling batch lines with spare capacity.
@@ -10,6 +11,7 @@ pub mod batch;
 pub mod http;
 pub mod members;
 pub mod metrics;
+pub mod stream;
 pub mod wire;
 
 use crate::kubemq::client::{Client, ClientOptions, Error as ClientError};
@@ -25,6 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use wire::{Failure, Mode};
 
 /// The consumer group every worker joins, so the broker gives each request to one of them.
@@ -256,28 +259,36 @@ fn deadline(received: Instant, timeout_ms: i32) -> Instant {
     received + timeout.saturating_sub(reply_margin(timeout))
 }
 
+/// One request, logged under its caller's request id (the query's own id without one).
 async fn handle(
     shared: Arc<Shared>,
     route: Arc<str>,
     request: Request,
     _permit: OwnedSemaphorePermit,
 ) {
+    let request_id = wire::tag(&request.tags, wire::REQUEST_ID_TAG)
+        .unwrap_or(&request.request_id)
+        .to_owned();
+    let span = tracing::info_span!("request", request_id = %request_id, route = %route);
+    answer(shared, route, request).instrument(span).await;
+}
+
+async fn answer(shared: Arc<Shared>, route: Arc<str>, request: Request) {
     let received = Instant::now();
     let _in_flight = metrics::InFlight::start(&route);
     let mode = Mode::of(&request.tags, &request.metadata);
     let mut in_router = Duration::ZERO;
+    let streamed = wire::tag(&request.tags, stream::STREAM_TAG);
     let outcome = match wire::decode(mode, &request.body) {
         Err(e) => Err(Failure::from(e)),
         Ok(chat) => {
             let started = Instant::now();
-            let result = shared
-                .router
-                .complete(&route, chat, deadline(received, request.timeout))
-                .await;
+            let result = route_one(&shared, &route, &request, received, chat).await;
             in_router = started.elapsed();
-            result.map_err(Failure::from)
+            result
         }
     };
+    log_outcome(&outcome, streamed.is_some());
     let reply = wire::encode(mode, &outcome, unix_seconds());
     let result = shared
         .client
@@ -293,12 +304,58 @@ async fn handle(
             metrics::tokens(&route, usage.prompt_tokens, usage.completion_tokens);
             "ok"
         }
-        Err(failure) => {
-            tracing::debug!(route = %route, "request failed: {failure}");
-            failure.code()
-        }
+        Err(failure) => failure.code(),
     };
     metrics::finished(&route, label, received.elapsed(), in_router);
+}
+
+/// Through the router: whole, or streamed when the query names a stream channel; only
+/// to the pinned model's targets when it names one.
+async fn route_one(
+    shared: &Shared,
+    route: &str,
+    request: &Request,
+    received: Instant,
+    chat: crate::provider::ChatRequest,
+) -> Result<crate::routing::Completion, Failure> {
+    let pin = wire::tag(&request.tags, wire::PIN_MODEL_TAG);
+    let deadline = deadline(received, request.timeout);
+    match wire::tag(&request.tags, stream::STREAM_TAG) {
+        Some(channel) => {
+            let req = stream::StreamRequest {
+                client: &shared.client,
+                router: &shared.router,
+                route,
+                channel,
+                pin,
+                received,
+                deadline,
+            };
+            stream::serve(req, chat).await
+        }
+        None => shared
+            .router
+            .complete_pinned(route, chat, deadline, pin)
+            .await
+            .map_err(Failure::from),
+    }
+}
+
+/// One line per request, inside its span (request id and route).
+fn log_outcome(outcome: &Result<crate::routing::Completion, Failure>, streamed: bool) {
+    match outcome {
+        Ok(done) => tracing::info!(
+            endpoint = %done.endpoint,
+            attempts = done.attempts,
+            streamed,
+            "answered"
+        ),
+        Err(failure) => tracing::info!(
+            outcome = failure.code(),
+            streamed,
+            "not answered: {failure}"
+        ),
+    }
 }
 
 fn response(worker: &str, request: &Request, reply: wire::Reply) -> Response {

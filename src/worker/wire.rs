@@ -8,12 +8,23 @@
 //!   `llm_router` extension field naming the endpoint and the attempts.
 
 use crate::provider::{ChatMessage, ChatRequest};
-use crate::routing::{Completion, RouteError};
+use crate::routing::{Completion, MidStreamError, RouteError};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// The content type that selects JSON mode.
 pub const JSON_CONTENT_TYPE: &str = "application/json";
+/// Query tag: only the route's targets with this model may answer (`route/model`).
+pub const PIN_MODEL_TAG: &str = "llm-router-pin-model";
+/// Query tag: the caller's request id, for the logs.
+pub const REQUEST_ID_TAG: &str = "x-request-id";
+
+/// A tag's value, the name compared without regard to case; empty counts as absent.
+pub fn tag<'a>(tags: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|(k, v)| k.eq_ignore_ascii_case(name) && !v.is_empty())
+        .map(|(_, v)| v.as_str())
+}
 
 /// How a request's body is to be read and its answer written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +112,13 @@ pub enum Failure {
     Body(#[from] BodyError),
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// The stream broke after its first chunk; no other target may take over.
+    #[error(transparent)]
+    MidStream(#[from] MidStreamError),
+    #[error("the caller cancelled the stream")]
+    Cancelled,
+    #[error("cannot publish the stream's chunks through the broker: {0}")]
+    Publish(String),
 }
 
 impl Failure {
@@ -109,10 +127,18 @@ impl Failure {
         match self {
             Failure::Body(_) => "bad_request",
             Failure::Route(RouteError::UnknownRoute(_)) => "unknown_route",
+            Failure::Route(RouteError::UnknownModel { .. }) => "unknown_model",
             Failure::Route(RouteError::BadRequest { .. }) => "bad_request",
             Failure::Route(RouteError::RateLimited { .. }) => "rate_limited",
             Failure::Route(RouteError::AllFailed { .. }) => "upstream_failed",
+            Failure::MidStream(_) => "mid_stream_error",
+            Failure::Cancelled => "cancelled",
+            Failure::Publish(_) => "stream_failed",
         }
+    }
+
+    pub fn publish(error: crate::kubemq::client::Error) -> Self {
+        Failure::Publish(error.to_string())
     }
 }
 
@@ -167,15 +193,19 @@ fn success_body(mode: Mode, done: &Completion, created: i64) -> Value {
 fn failure_body(mode: Mode, failure: &Failure) -> Value {
     match mode {
         Mode::Seed => json!({ "error": failure.to_string() }),
-        // OpenAI's error shape, so OpenAI-style clients can read it.
-        Mode::Json => json!({
-            "error": {
-                "message": failure.to_string(),
-                "type": "llm_router_error",
-                "code": failure.code(),
-            }
-        }),
+        Mode::Json => failure_json(failure),
     }
+}
+
+/// OpenAI's error shape, so OpenAI-style clients can read it.
+pub fn failure_json(failure: &Failure) -> Value {
+    json!({
+        "error": {
+            "message": failure.to_string(),
+            "type": "llm_router_error",
+            "code": failure.code(),
+        }
+    })
 }
 
 #[cfg(test)]

@@ -100,16 +100,5 @@ def empty_messages_is_bad_request_error():
     expect(e.param == "messages", e.param)
 
 
-@check
-def stream_is_bad_request_error_for_now():
-    e = expect_raises(
-        openai.BadRequestError,
-        lambda: client.chat.completions.create(
-            model="openai", messages=[{"role": "user", "content": "x"}], stream=True
-        ),
-    )
-    expect("not available yet" in e.message, e.message)
-
-
 if __name__ == "__main__":
     run("gateway")

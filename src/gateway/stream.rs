@@ -1,0 +1,306 @@
+//! `stream: true`: the chat request goes out as the usual JSON-mode query, tagged with an
+//! events channel that this gateway subscribed to first; the worker publishes the chunks
+//! there (see [`crate::worker::stream`]) and this module relays them as server-sent events
+//! (`data: {chunk}` … `data: [DONE]`).
+//!
+//! The HTTP status waits for the first event: a failure before any chunk is an ordinary
+//! error response with its status; after the first chunk the status is sent, so a failure
+//! becomes an SSE event holding an OpenAI error object (the OpenAI SDKs raise on it),
+//! never a silent splice. A client that goes away cancels the upstream call through the
+//! stream's cancel channel.
+
+use super::chat::failure_of;
+use super::error::ApiError;
+use super::metrics::stream_first_chunk;
+use crate::kubemq::client::{Client, EventSubscription};
+use crate::kubemq::subscribe::SubscribeType;
+use crate::kubemq::{Event, EventReceive, Request, Response as Answer, Subscribe};
+use crate::worker::stream::{self as protocol, END_DONE, END_TAG, SEQ_TAG};
+use crate::worker::wire::tag;
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Longest wait for the broker to confirm the stream's subscription.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the last event may trail the query's answer (they travel apart).
+const END_GRACE: Duration = Duration::from_secs(2);
+/// SSE frames buffered towards a slow client before the relay waits for it.
+const FRAMES_BUFFERED: usize = 32;
+
+/// What the stream needs from the chat handler.
+pub struct StreamCall<'a> {
+    pub client: &'a Client,
+    pub route: &'a str,
+    /// When the HTTP request arrived, for the time to first chunk.
+    pub started: Instant,
+    /// Sends the query and waits for its answer (the broker link's error mapping).
+    pub query: BoxFuture<'static, Result<Answer, ApiError>>,
+}
+
+/// Subscribes to the stream's channel (waiting until the broker has it, so no chunk can
+/// be missed), then tags `request` with it. Call before sending the query.
+pub async fn subscribe(client: &Client, request: &mut Request) -> Result<Opened, ApiError> {
+    let channel = protocol::channel(&request.request_id);
+    let subscribe = Subscribe {
+        subscribe_type_data: SubscribeType::Events as i32,
+        client_id: client.client_id().to_owned(),
+        channel: channel.clone(),
+        ..Subscribe::default()
+    };
+    let events = client
+        .subscribe_to_events(subscribe)
+        .await
+        .map_err(|e| ApiError::BrokerUnavailable(e.to_string()))?;
+    let waited = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
+        while !events.is_active() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    if waited.await.is_err() {
+        return Err(ApiError::BrokerUnavailable(format!(
+            "the broker did not confirm the subscription to '{channel}' within {}s",
+            SUBSCRIBE_TIMEOUT.as_secs()
+        )));
+    }
+    request
+        .tags
+        .insert(protocol::STREAM_TAG.to_owned(), channel.clone());
+    Ok(Opened { channel, events })
+}
+
+/// A subscribed stream channel.
+pub struct Opened {
+    channel: String,
+    events: EventSubscription,
+}
+
+/// Waits for the first event, then answers: an error status, or 200 with the SSE body.
+pub async fn respond(call: StreamCall<'_>, opened: Opened) -> Result<Response, ApiError> {
+    let mut relay = Relay {
+        events: opened.events,
+        query: Some(call.query),
+        answered_at: None,
+        next_seq: 0,
+        cancel: CancelOnDrop::new(call.client.clone(), &opened.channel),
+    };
+    let first = match relay.next().await {
+        Step::Frame(frame) => frame,
+        Step::Done => {
+            return Err(ApiError::BadWorkerReply(
+                "the stream ended before its first chunk".into(),
+            ))
+        }
+        Step::Failed(error) => return Err(error),
+    };
+    stream_first_chunk(call.route, call.started.elapsed());
+    let (tx, rx) = mpsc::channel::<Result<String, Infallible>>(FRAMES_BUFFERED);
+    // Ends by itself: at the stream's end, on a failure, or when the client goes away.
+    tokio::spawn(relay.run(first, tx));
+    let mut response = (StatusCode::OK, Body::from_stream(ReceiverStream::new(rx))).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// What the relay has next.
+enum Step {
+    /// An SSE frame to send (a chunk).
+    Frame(String),
+    /// The stream ended cleanly.
+    Done,
+    /// The stream failed; before the first chunk this is the response, after it an event.
+    Failed(ApiError),
+}
+
+/// One stream being relayed: its events, the pending query, and the cancel to send if
+/// it is dropped before its end.
+struct Relay {
+    events: EventSubscription,
+    /// The query, until its answer is in.
+    query: Option<BoxFuture<'static, Result<Answer, ApiError>>>,
+    /// Set when the query succeeded: the last event must follow within [`END_GRACE`].
+    answered_at: Option<tokio::time::Instant>,
+    next_seq: u64,
+    cancel: CancelOnDrop,
+}
+
+impl Relay {
+    async fn next(&mut self) -> Step {
+        loop {
+            let grace = self.answered_at.map(|at| at + END_GRACE);
+            tokio::select! {
+                event = self.events.next() => {
+                    return match event {
+                        Some(event) => self.event(&event),
+                        None => Step::Failed(ApiError::BrokerUnavailable("the stream's subscription ended".into())),
+                    };
+                }
+                answer = poll_query(&mut self.query) => {
+                    self.query = None;
+                    match answer {
+                        Ok(answer) if answer.executed => self.answered_at = Some(tokio::time::Instant::now()),
+                        Ok(answer) => return Step::Failed(failure_of(&answer)),
+                        Err(error) => return Step::Failed(error),
+                    }
+                }
+                () = sleep_until(grace) => {
+                    return Step::Failed(ApiError::BadWorkerReply("the worker answered, but the stream's last events never came".into()));
+                }
+            }
+        }
+    }
+
+    /// One event: a chunk, the end, or a failure (an end with an error, or a gap).
+    fn event(&mut self, event: &EventReceive) -> Step {
+        let seq = tag(&event.tags, SEQ_TAG).and_then(|s| s.parse::<u64>().ok());
+        if seq != Some(self.next_seq) {
+            return Step::Failed(ApiError::BadWorkerReply(format!(
+                "the stream lost events between the worker and the gateway (expected number {}, got {})",
+                self.next_seq,
+                seq.map_or_else(|| "none".to_owned(), |s| s.to_string())
+            )));
+        }
+        self.next_seq += 1;
+        match tag(&event.tags, END_TAG) {
+            None => Step::Frame(frame(&event.body)),
+            Some(END_DONE) => Step::Done,
+            Some(_) => {
+                let answer = Answer {
+                    body: event.body.clone(),
+                    ..Answer::default()
+                };
+                Step::Failed(failure_of(&answer))
+            }
+        }
+    }
+
+    /// Sends `first` and every frame after it, then `[DONE]` or the error event.
+    async fn run(mut self, first: String, tx: mpsc::Sender<Result<String, Infallible>>) {
+        let mut frame = first;
+        loop {
+            if tx.send(Ok(frame)).await.is_err() {
+                return;
+            }
+            let step = tokio::select! {
+                () = tx.closed() => return,
+                step = self.next() => step,
+            };
+            match step {
+                Step::Frame(next) => frame = next,
+                Step::Done => {
+                    self.cancel.disarm();
+                    let _ = tx.send(Ok("data: [DONE]\n\n".to_owned())).await;
+                    return;
+                }
+                Step::Failed(error) => {
+                    tracing::warn!("stream failed after its first chunk: {error}");
+                    let _ = tx.send(Ok(error_frame(&error))).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn poll_query(
+    query: &mut Option<BoxFuture<'static, Result<Answer, ApiError>>>,
+) -> Result<Answer, ApiError> {
+    match query {
+        Some(query) => query.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A chunk event's body as an SSE frame.
+fn frame(body: &[u8]) -> String {
+    format!("data: {}\n\n", String::from_utf8_lossy(body))
+}
+
+/// A failure after the first chunk: an OpenAI error object as a data event.
+fn error_frame(error: &ApiError) -> String {
+    let mut body = error.body();
+    if let Some(inner) = body.get_mut("error") {
+        inner["status"] = json!(error.status().as_u16());
+    }
+    format!("data: {}\n\n", Value::to_string(&body))
+}
+
+/// Tells the worker to stop when the stream is dropped before its end: the client went
+/// away (the relay's body was dropped) or the handler was.
+struct CancelOnDrop {
+    client: Client,
+    channel: String,
+    armed: bool,
+}
+
+impl CancelOnDrop {
+    fn new(client: Client, stream_channel: &str) -> Self {
+        Self {
+            client,
+            channel: protocol::cancel_channel(stream_channel),
+            armed: true,
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let event = Event {
+            client_id: self.client.client_id().to_owned(),
+            channel: std::mem::take(&mut self.channel),
+            body: b"cancel".to_vec(),
+            ..Event::default()
+        };
+        let client = self.client.clone();
+        tracing::debug!(channel = %event.channel, "client went away: cancelling the stream");
+        // A single publish that ends by itself (the client bounds it with a timeout).
+        tokio::spawn(async move {
+            if let Err(e) = client.send_event(event).await {
+                tracing::debug!("stream cancel not published: {e}");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_sse_data_events() {
+        assert_eq!(frame(br#"{"a":1}"#), "data: {\"a\":1}\n\n");
+        let e = error_frame(&ApiError::UpstreamFailed("sim failed mid-stream".into()));
+        let json: Value =
+            serde_json::from_str(e.trim_start_matches("data: ").trim()).unwrap_or_default();
+        assert_eq!(json["error"]["message"], "sim failed mid-stream");
+        assert_eq!(json["error"]["status"], 502);
+        assert!(e.ends_with("\n\n"));
+    }
+}

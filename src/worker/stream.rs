@@ -1,0 +1,330 @@
+//! Streamed answers over the broker. The gateway subscribes to an events channel of its
+//! own, names it in the query's [`STREAM_TAG`], and the worker publishes every chunk
+//! there as an OpenAI `chat.completion.chunk`, numbered by [`SEQ_TAG`] so that order and
+//! gaps show; a last event carrying [`END_TAG`] (`done`, or `error` with an OpenAI error
+//! body) closes the stream. The query is then answered with the whole result as usual.
+//!
+//! The caller cancels by publishing any event on `<channel>.cancel` ([`cancel_channel`]),
+//! which the worker follows for the stream's life: the provider stream is dropped, which
+//! closes the upstream HTTP connection.
+
+use super::metrics;
+use super::wire::Failure;
+use crate::kubemq::client::{Client, Error as ClientError, EventSubscription};
+use crate::kubemq::subscribe::SubscribeType;
+use crate::kubemq::{Event, Subscribe};
+use crate::provider::{ChatChunk, ChatRequest, ChatResponse, Usage};
+use crate::routing::{Completion, Router, Streaming};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use tokio::time::Instant;
+
+/// Query tag: stream the answer as events to this channel.
+pub const STREAM_TAG: &str = "llm-router-stream";
+/// Event tag: the event's place in the stream, from 0, end event included.
+pub const SEQ_TAG: &str = "llm-router-seq";
+/// Event tag on the last event: [`END_DONE`] or [`END_ERROR`].
+pub const END_TAG: &str = "llm-router-stream-end";
+pub const END_DONE: &str = "done";
+pub const END_ERROR: &str = "error";
+/// The prefix of stream channels; the query's request id follows.
+pub const CHANNEL_PREFIX: &str = "llm-router.stream.";
+
+/// The events channel of the stream answering query `request_id`.
+pub fn channel(request_id: &str) -> String {
+    format!("{CHANNEL_PREFIX}{request_id}")
+}
+
+/// Where a stream's caller says it has gone away.
+pub fn cancel_channel(stream_channel: &str) -> String {
+    format!("{stream_channel}.cancel")
+}
+
+/// One streamed request: who to publish to and what was said so far.
+pub struct StreamRequest<'a> {
+    pub client: &'a Client,
+    pub router: &'a Router,
+    pub route: &'a str,
+    /// The events channel named by [`STREAM_TAG`].
+    pub channel: &'a str,
+    pub pin: Option<&'a str>,
+    pub received: Instant,
+    pub deadline: Instant,
+}
+
+/// Streams the answer to `chat` and returns it whole, for the query's reply.
+pub async fn serve(req: StreamRequest<'_>, chat: ChatRequest) -> Result<Completion, Failure> {
+    let mut cancel = subscribe_cancel(req.client, req.channel).await;
+    let mut publisher = Publisher::new(req.client, req.channel);
+    let opened = tokio::select! {
+        () = cancelled(&mut cancel) => Err(Failure::Cancelled),
+        opened = req.router.stream(req.route, chat, req.deadline, req.pin) => {
+            opened.map_err(Failure::from)
+        }
+    };
+    let result = match opened {
+        Ok(streaming) => relay(&req, streaming, &mut publisher, &mut cancel).await,
+        Err(failure) => Err(failure),
+    };
+    if let Err(failure) = &result {
+        publisher.end_with_error(failure).await;
+    }
+    result
+}
+
+/// Publishes the stream's chunks until its end, an error, or the caller's cancel.
+async fn relay(
+    req: &StreamRequest<'_>,
+    mut streaming: Streaming,
+    publisher: &mut Publisher<'_>,
+    cancel: &mut Option<EventSubscription>,
+) -> Result<Completion, Failure> {
+    let mut answer = Answer::default();
+    loop {
+        let item = tokio::select! {
+            biased;
+            () = cancelled(cancel) => return Err(Failure::Cancelled),
+            item = streaming.next() => item,
+        };
+        match item {
+            Some(Ok(chunk)) => {
+                publisher.chunk(&chunk).await.map_err(Failure::publish)?;
+                if publisher.seq == 1 {
+                    metrics::first_chunk(req.route, req.received.elapsed());
+                }
+                answer.add(chunk);
+            }
+            None => break,
+            Some(Err(mid)) => return Err(Failure::MidStream(mid)),
+        }
+    }
+    publisher.end_done().await.map_err(Failure::publish)?;
+    Ok(Completion {
+        response: answer.finish(),
+        endpoint: streaming.endpoint().to_owned(),
+        attempts: streaming.attempts(),
+    })
+}
+
+/// Follows the cancel channel; `None` when the broker would not take the subscription
+/// (the stream then simply runs to its end).
+async fn subscribe_cancel(client: &Client, channel: &str) -> Option<EventSubscription> {
+    let subscribe = Subscribe {
+        subscribe_type_data: SubscribeType::Events as i32,
+        client_id: client.client_id().to_owned(),
+        channel: cancel_channel(channel),
+        ..Subscribe::default()
+    };
+    match client.subscribe_to_events(subscribe).await {
+        Ok(sub) => Some(sub),
+        Err(e) => {
+            tracing::warn!("cannot follow the stream's cancel channel: {e}");
+            None
+        }
+    }
+}
+
+/// Completes when the caller cancels; never without a subscription.
+async fn cancelled(cancel: &mut Option<EventSubscription>) {
+    match cancel {
+        Some(sub) => {
+            if sub.next().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// The whole answer, gathered from its chunks for the query's reply.
+#[derive(Default)]
+struct Answer {
+    id: String,
+    model: String,
+    content: String,
+    finish_reason: Option<String>,
+    usage: Usage,
+}
+
+impl Answer {
+    fn add(&mut self, chunk: ChatChunk) {
+        if self.id.is_empty() {
+            self.id = chunk.id;
+            self.model = chunk.model;
+        }
+        self.content.push_str(&chunk.delta);
+        if chunk.finish_reason.is_some() {
+            self.finish_reason = chunk.finish_reason;
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = usage;
+        }
+    }
+
+    fn finish(self) -> ChatResponse {
+        ChatResponse {
+            id: self.id,
+            model: self.model,
+            content: self.content,
+            finish_reason: self.finish_reason.unwrap_or_else(|| "stop".into()),
+            usage: self.usage,
+        }
+    }
+}
+
+/// Publishes one stream's events in order: each waits for the broker to take the last.
+struct Publisher<'a> {
+    client: &'a Client,
+    channel: &'a str,
+    /// The next event's number.
+    seq: u64,
+    created: i64,
+    /// Set once an end event went out; nothing follows it.
+    ended: bool,
+}
+
+impl<'a> Publisher<'a> {
+    fn new(client: &'a Client, channel: &'a str) -> Self {
+        Self {
+            client,
+            channel,
+            seq: 0,
+            created: super::unix_seconds(),
+            ended: false,
+        }
+    }
+
+    async fn chunk(&mut self, chunk: &ChatChunk) -> Result<(), ClientError> {
+        let body = chunk_json(chunk, self.seq == 0, self.created);
+        self.send(body.to_string().into_bytes(), None).await
+    }
+
+    /// KubeMQ refuses an event with neither body nor metadata, so the end says its name.
+    async fn end_done(&mut self) -> Result<(), ClientError> {
+        self.send(END_DONE.as_bytes().to_vec(), Some(END_DONE))
+            .await
+    }
+
+    /// The failure as the last event; a caller that misses it still gets the query's
+    /// reply, so a failure to publish is only logged.
+    async fn end_with_error(&mut self, failure: &Failure) {
+        if self.ended {
+            return;
+        }
+        let body = super::wire::failure_json(failure).to_string().into_bytes();
+        if let Err(e) = self.send(body, Some(END_ERROR)).await {
+            tracing::debug!("stream error event not published: {e}");
+        }
+    }
+
+    async fn send(&mut self, body: Vec<u8>, end: Option<&str>) -> Result<(), ClientError> {
+        let mut tags = HashMap::from([(SEQ_TAG.to_owned(), self.seq.to_string())]);
+        if let Some(end) = end {
+            tags.insert(END_TAG.to_owned(), end.to_owned());
+            self.ended = true;
+        }
+        self.seq += 1;
+        let event = Event {
+            client_id: self.client.client_id().to_owned(),
+            channel: self.channel.to_owned(),
+            body,
+            tags,
+            ..Event::default()
+        };
+        self.client.send_event(event).await
+    }
+}
+
+/// A chunk as OpenAI streams it: the first names the role; a usage-only chunk has no
+/// choices.
+pub fn chunk_json(chunk: &ChatChunk, first: bool, created: i64) -> Value {
+    let mut delta = serde_json::Map::new();
+    if first {
+        delta.insert("role".into(), json!("assistant"));
+    }
+    if !chunk.delta.is_empty() || first {
+        delta.insert("content".into(), json!(chunk.delta));
+    }
+    let usage_only = chunk.delta.is_empty() && chunk.finish_reason.is_none() && !first;
+    let choices = if usage_only {
+        json!([])
+    } else {
+        json!([{"index": 0, "delta": delta, "finish_reason": chunk.finish_reason}])
+    };
+    let mut body = json!({
+        "id": chunk.id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": chunk.model,
+        "choices": choices,
+    });
+    if let Some(u) = chunk.usage {
+        body["usage"] = json!({
+            "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens,
+            "total_tokens": u.prompt_tokens.saturating_add(u.completion_tokens),
+        });
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(delta: &str, finish: Option<&str>, usage: Option<Usage>) -> ChatChunk {
+        ChatChunk {
+            id: "c".into(),
+            model: "m".into(),
+            delta: delta.into(),
+            finish_reason: finish.map(str::to_owned),
+            usage,
+        }
+    }
+
+    #[test]
+    fn chunks_look_like_openai_chunks() {
+        let first = chunk_json(&chunk("Hi", None, None), true, 7);
+        assert_eq!(first["object"], "chat.completion.chunk");
+        assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(first["choices"][0]["delta"]["content"], "Hi");
+        assert!(first["choices"][0]["finish_reason"].is_null());
+        let last = chunk_json(&chunk("", Some("stop"), None), false, 7);
+        assert_eq!(last["choices"][0]["delta"], json!({}));
+        assert_eq!(last["choices"][0]["finish_reason"], "stop");
+        let usage = Usage {
+            prompt_tokens: 2,
+            completion_tokens: 3,
+        };
+        let only = chunk_json(&chunk("", None, Some(usage)), false, 7);
+        assert_eq!(only["choices"], json!([]));
+        assert_eq!(only["usage"]["total_tokens"], 5);
+    }
+
+    #[test]
+    fn answers_gather_their_chunks() {
+        let mut a = Answer::default();
+        a.add(chunk("Hel", None, None));
+        a.add(chunk("lo", Some("length"), None));
+        a.add(chunk(
+            "",
+            None,
+            Some(Usage {
+                prompt_tokens: 1,
+                completion_tokens: 2,
+            }),
+        ));
+        let r = a.finish();
+        assert_eq!(
+            (r.content.as_str(), r.finish_reason.as_str()),
+            ("Hello", "length")
+        );
+        assert_eq!(r.usage.completion_tokens, 2);
+        assert_eq!(channel("abc"), "llm-router.stream.abc");
+        assert_eq!(
+            cancel_channel(&channel("abc")),
+            "llm-router.stream.abc.cancel"
+        );
+    }
+}

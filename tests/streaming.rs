@@ -1,0 +1,386 @@
+//! Streaming end to end over real loopback: the embedded broker, simulated providers, a
+//! worker and the gateway in this process; reqwest reads the gateway's SSE as it arrives.
+#![expect(clippy::expect_used, reason = "a failed step fails the test")]
+
+mod common;
+
+use common::TestBroker;
+use llm_router::config::RouterConfig;
+use llm_router::gateway::{self, GatewayOptions, RunningGateway};
+use llm_router::provider::sse::SseParser;
+use llm_router::provider::ProviderKind;
+use llm_router::routing::Router;
+use llm_router::sim::{RunningSim, SimConfig};
+use llm_router::worker::{self, Status, WorkerError, WorkerOptions};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Eight chunks from the sim: `sim: `, then one per word.
+const PROMPT: &str = "one two three four five six seven";
+
+/// Broker, one worker and the gateway over the given config.
+struct Stack {
+    broker: TestBroker,
+    worker: (CancellationToken, JoinHandle<Result<(), WorkerError>>),
+    gateway: RunningGateway,
+    http: reqwest::Client,
+}
+
+async fn start_sim(config: SimConfig) -> RunningSim {
+    llm_router::sim::start(SimConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..config
+    })
+    .await
+    .expect("start sim")
+}
+
+fn slow(chunk_delay_ms: u64) -> SimConfig {
+    SimConfig {
+        chunk_delay_ms,
+        ..SimConfig::default()
+    }
+}
+
+/// The default routes on `sim`; the `openai` route's backup endpoint on `backup` when
+/// given (its primary stays on `sim`).
+fn config(sim: &RunningSim, backup: Option<&RunningSim>) -> RouterConfig {
+    let mut config = llm_router::config::load_with_env(None, &HashMap::new())
+        .expect("config")
+        .with_sim(&sim.base_url());
+    if let Some(backup) = backup {
+        endpoint(&mut config, "openai-backup").base_url = backup.base_url();
+    }
+    config
+}
+
+fn endpoint<'a>(
+    config: &'a mut RouterConfig,
+    name: &str,
+) -> &'a mut llm_router::config::EndpointConfig {
+    config
+        .endpoints
+        .iter_mut()
+        .find(|e| e.name == name)
+        .expect("endpoint in the default config")
+}
+
+impl Stack {
+    async fn new(config: &RouterConfig) -> Self {
+        let broker = common::start_broker().await;
+        let router = Arc::new(Router::new(config, reqwest::Client::new()).expect("router"));
+        let status = Arc::new(Status::default());
+        let stop = CancellationToken::new();
+        let options = WorkerOptions::new(broker.grpc_address(), "stream-test-worker");
+        let task = tokio::spawn(worker::run(
+            options,
+            router,
+            status.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+        common::eventually("worker subscribed", || status.is_ready()).await;
+        let options =
+            GatewayOptions::new(broker.grpc_address(), "127.0.0.1:0".parse().expect("addr"));
+        let gateway = gateway::start(options, config).await.expect("gateway");
+        let stack = Self {
+            broker,
+            worker: (stop, task),
+            gateway,
+            http: reqwest::Client::new(),
+        };
+        stack.wait_ready().await;
+        stack
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.gateway.url())
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let ready = self.http.get(self.url("/ready")).send().await;
+            if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "gateway never ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts a streamed chat on `model` and returns the response once its head is in.
+    async fn start_stream(&self, model: &str, prompt: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/chat/completions"))
+            .header("x-request-id", "stream-test-1")
+            .json(&json!({"model": model, "stream": true,
+                "messages": [{"role": "user", "content": prompt}]}))
+            .send()
+            .await
+            .expect("send")
+    }
+
+    async fn metrics(&self) -> String {
+        let response = self.http.get(self.url("/metrics")).send().await;
+        response.expect("metrics").text().await.expect("body")
+    }
+
+    async fn stop(self) {
+        self.gateway.stop().await;
+        self.worker.0.cancel();
+        let _ = self.worker.1.await;
+        self.broker.stop().await;
+    }
+}
+
+/// One SSE data event and when it arrived.
+#[derive(Debug)]
+struct Received {
+    at: Instant,
+    data: String,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or(Value::Null)
+    }
+}
+
+/// Reads `response` to its end, timing every event.
+async fn read_all(mut response: reqwest::Response) -> Vec<Received> {
+    let mut parser = SseParser::default();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Some(bytes) = response.chunk().await.expect("read the stream") {
+        let at = Instant::now();
+        for event in parser.feed(&bytes) {
+            assert!(event.event.is_empty(), "OpenAI streams name no events");
+            events.push(Received {
+                at,
+                data: event.data,
+            });
+        }
+        assert!(Instant::now() < deadline, "the stream never ended");
+    }
+    events
+}
+
+/// The text of the chunk events, in order.
+fn content(events: &[Received]) -> String {
+    events
+        .iter()
+        .filter_map(|e| {
+            e.json()["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+fn chunks(events: &[Received]) -> Vec<&Received> {
+    events
+        .iter()
+        .filter(|e| e.json()["object"] == "chat.completion.chunk")
+        .collect()
+}
+
+#[tokio::test]
+async fn chunks_arrive_as_the_provider_sends_them() {
+    let sim = start_sim(slow(100)).await;
+    let s = Stack::new(&config(&sim, None)).await;
+    let started = Instant::now();
+    let response = s.start_stream("openai", PROMPT).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(
+        headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    assert_eq!(
+        headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+        Some("stream-test-1")
+    );
+    let events = read_all(response).await;
+    let chunks = chunks(&events);
+    assert!(chunks.len() >= 5, "{events:?}");
+    assert_eq!(content(&events), format!("sim: {PROMPT}"));
+    assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"));
+    let (first, last) = (chunks[0].at, chunks[chunks.len() - 1].at);
+    assert!(
+        last - first >= Duration::from_millis(500),
+        "chunks came together: first at {:?}, last at {:?}",
+        first - started,
+        last - started
+    );
+    assert!(
+        first - started < Duration::from_millis(400),
+        "{:?}",
+        first - started
+    );
+    let finish = chunks.iter().find_map(|c| {
+        c.json()["choices"][0]["finish_reason"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    assert_eq!(finish.as_deref(), Some("stop"));
+    let usage = chunks
+        .iter()
+        .find(|c| c.json()["usage"].is_object())
+        .map(|c| c.json());
+    assert!(
+        usage.is_some_and(|u| u["usage"]["completion_tokens"] == 8),
+        "{events:?}"
+    );
+    let metrics = s.metrics().await;
+    for series in [
+        "llm_router_stream_first_chunk_seconds_count{route=\"openai\"}",
+        "llm_router_gateway_stream_first_chunk_seconds_count{route=\"openai\"}",
+    ] {
+        assert!(metrics.contains(series), "no {series} in:\n{metrics}");
+    }
+    assert_eq!(sim.stats().streams, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_primary_failing_before_the_first_chunk_fails_over() {
+    let primary = start_sim(SimConfig {
+        error_rates: vec![(503, 1.0)],
+        ..slow(20)
+    })
+    .await;
+    let backup = start_sim(slow(20)).await;
+    let s = Stack::new(&config(&primary, Some(&backup))).await;
+    let response = s.start_stream("openai", PROMPT).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let events = read_all(response).await;
+    assert_eq!(content(&events), format!("sim: {PROMPT}"));
+    assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"));
+    let model = chunks(&events)[0].json()["model"].clone();
+    assert_eq!(model, "gpt-4.1-mini", "the backup's model");
+    assert!(primary.stats().errors >= 1, "{:?}", primary.stats());
+    assert_eq!(primary.stats().streams, 0);
+    assert_eq!(backup.stats().streams, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_failure_mid_stream_is_an_error_event_never_a_splice() {
+    let primary = start_sim(SimConfig {
+        mid_stream_error_rate: 1.0,
+        ..slow(30)
+    })
+    .await;
+    let backup = start_sim(slow(30)).await;
+    let s = Stack::new(&config(&primary, Some(&backup))).await;
+    let response = s.start_stream("openai", PROMPT).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the first chunk came through"
+    );
+    let events = read_all(response).await;
+    let got = content(&events);
+    assert!(!got.is_empty(), "{events:?}");
+    assert!(format!("sim: {PROMPT}").starts_with(&got), "{got:?}");
+    let last = events.last().expect("events").json();
+    let message = last["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("mid-stream"), "{events:?}");
+    assert_eq!(last["error"]["code"], "upstream_failed");
+    assert!(events.iter().all(|e| e.data != "[DONE]"), "{events:?}");
+    assert_eq!(primary.stats().mid_stream_errors, 1);
+    assert_eq!(backup.stats().requests, 0, "no other endpoint was asked");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn anthropic_streams_come_out_as_openai_chunks() {
+    let sim = start_sim(slow(10)).await;
+    let mut config = config(&sim, None);
+    endpoint(&mut config, "anthropic").kind = ProviderKind::Anthropic;
+    let s = Stack::new(&config).await;
+    let response = s.start_stream("claude", PROMPT).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let events = read_all(response).await;
+    assert_eq!(content(&events), format!("sim: {PROMPT}"));
+    let chunks = chunks(&events);
+    let first = chunks[0].json();
+    assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
+    assert!(
+        first["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("msg_sim_")),
+        "{first}"
+    );
+    let last = chunks[chunks.len() - 1].json();
+    assert_eq!(last["choices"][0]["finish_reason"], "stop", "{last}");
+    assert_eq!(last["usage"]["completion_tokens"], 8, "{last}");
+    assert!(
+        last["usage"]["prompt_tokens"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{last}"
+    );
+    assert_eq!(sim.stats().streams, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_the_upstream_call() {
+    let sim = start_sim(slow(200)).await;
+    let s = Stack::new(&config(&sim, None)).await;
+    let long = "a b c d e f g h i j k l m n o p q r s t u v w x y";
+    let mut response = s.start_stream("openai", long).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut parser = SseParser::default();
+    let mut seen = 0;
+    while seen < 2 {
+        let bytes = response.chunk().await.expect("read").expect("more");
+        seen += parser.feed(&bytes).len();
+    }
+    drop(response);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sim.stats().streams_cancelled == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the sim never saw the stream closed: {:?}",
+            sim.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sim.stats().streams, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_pinned_model_is_answered_by_its_target() {
+    let sim = start_sim(SimConfig::default()).await;
+    let s = Stack::new(&config(&sim, None)).await;
+    let response = s.start_stream("openai/gpt-4.1-mini", PROMPT).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let events = read_all(response).await;
+    assert!(
+        chunks(&events)
+            .iter()
+            .all(|c| c.json()["model"] == "gpt-4.1-mini"),
+        "{events:?}"
+    );
+
+    let whole = s
+        .http
+        .post(s.url("/v1/chat/completions"))
+        .json(&json!({"model": "openai/gpt-4.1-mini",
+            "messages": [{"role": "user", "content": "pinned"}]}))
+        .send()
+        .await
+        .expect("send");
+    let body: Value = whole.json().await.expect("json");
+    assert_eq!(body["model"], "gpt-4.1-mini", "{body}");
+    assert_eq!(body["llm_router"]["endpoint"], "openai-backup", "{body}");
+    s.stop().await;
+}
