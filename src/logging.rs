@@ -17,7 +17,8 @@ pub enum Format {
     /// Human-readable lines (colours when stderr is a terminal).
     Text,
     /// One JSON object per line; an event's fields sit at the top level beside `timestamp`,
-    /// `level`, `target` and `message`, with the enclosing spans' fields under `spans`.
+    /// `level`, `target` and `message`, the enclosing span's fields (a request's id and
+    /// route) under `span`.
     Json,
 }
 
@@ -34,8 +35,8 @@ pub fn init(format: Format, log_prompts: bool) {
         Format::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(true)
+            .with_current_span(true)
+            .with_span_list(false)
             .with_ansi(false)
             .init(),
     }

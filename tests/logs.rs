@@ -156,9 +156,27 @@ fn assert_no_secrets(log: &str) {
     }
 }
 
-/// The lines that have `field`, as strings.
+/// The values of `field` in every line, at the top level or in the enclosing span.
 fn with_field<'a>(lines: &'a [serde_json::Map<String, Value>], field: &str) -> Vec<&'a Value> {
-    lines.iter().filter_map(|l| l.get(field)).collect()
+    lines.iter().filter_map(|l| field_of(l, field)).collect()
+}
+
+fn field_of<'a>(line: &'a serde_json::Map<String, Value>, field: &str) -> Option<&'a Value> {
+    line.get(field)
+        .or_else(|| line.get("span").and_then(|s| s.get(field)))
+}
+
+/// Every "answered" line (one per request a worker finishes) names its request, route,
+/// endpoint and attempts.
+fn assert_answered_lines_complete(lines: &[serde_json::Map<String, Value>]) {
+    for line in lines
+        .iter()
+        .filter(|l| l.get("message") == Some(&json!("answered")))
+    {
+        for field in ["request_id", "route", "endpoint", "attempts"] {
+            assert!(field_of(line, field).is_some(), "no {field} in {line:?}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,6 +249,7 @@ async fn failing_endpoints_log_endpoint_fields_and_never_prompts_or_keys() {
         !with_field(&lines, "request_id").is_empty(),
         "the failed request has no request_id: {lines:?}"
     );
+    assert_answered_lines_complete(&lines);
 }
 
 fn free_port() -> u16 {
