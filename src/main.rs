@@ -118,6 +118,9 @@ struct RoutingArgs {
     /// Port of the in-process simulated provider (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     sim_port: u16,
+    /// Pause between the chunks of the simulated provider's streamed answers, ms.
+    #[arg(long, default_value_t = 0)]
+    sim_chunk_delay_ms: u64,
 }
 
 #[derive(clap::Args)]
@@ -293,6 +296,12 @@ struct SimArgs {
     /// Seed of the fault draws.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Pause between the chunks of a streamed answer (`stream: true`), ms.
+    #[arg(long, default_value_t = 0)]
+    chunk_delay_ms: u64,
+    /// Probability that a streamed answer is cut by an error after a few chunks.
+    #[arg(long, default_value_t = 0.0)]
+    mid_stream_error_rate: f64,
 }
 
 impl SimArgs {
@@ -308,6 +317,8 @@ impl SimArgs {
             reset_rate: self.reset_rate,
             rpm_limit: self.rpm_limit,
             seed: self.seed,
+            chunk_delay_ms: self.chunk_delay_ms,
+            mid_stream_error_rate: self.mid_stream_error_rate,
             ..SimConfig::default()
         }
     }
@@ -401,6 +412,7 @@ async fn load_routing(args: &RoutingArgs, fallback: bool) -> anyhow::Result<Rout
     };
     let sim = llm_router::sim::start(SimConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], args.sim_port)),
+        chunk_delay_ms: args.sim_chunk_delay_ms,
         ..SimConfig::default()
     })
     .await
