@@ -2,6 +2,8 @@
 # The OpenAI-compatible gateway of `llm-router up --sim` (free loopback ports, API keys set):
 #  - tests/python/gateway_openai.py with the official `openai` Python SDK: chat, models,
 #    request id, errors as the SDK's typed exceptions;
+#  - tests/python/gateway_batch.py: files and batches through the same SDK (upload, batch
+#    to completed, output file, list, cancel, typed errors);
 #  - the same chat, a wrong key and an unknown route through curl.
 #
 # Env: LLM_ROUTER_BIN   binary (default target/debug/llm-router; built if missing)
@@ -88,16 +90,17 @@ start_up() {
   die "llm-router up not ready after 30 s"
 }
 
+# Runs one SDK script (tests/python/$1) and counts its PASS/FAIL lines.
 check_python() {
-  local out rc failed
-  out=$(cd tests/python && timeout 120 "$VENV/bin/python" -W ignore::DeprecationWarning \
-    gateway_openai.py 2>"$RUN_DIR/python.err")
+  local script=${1:-gateway_openai.py} limit=${2:-120} out rc failed
+  out=$(cd tests/python && timeout "$limit" "$VENV/bin/python" -W ignore::DeprecationWarning \
+    "$script" 2>"$RUN_DIR/python.err")
   rc=$?
   echo "$out"
   PASSED=$((PASSED + $(grep -c '^PASS ' <<<"$out")))
   failed=$(grep -c '^FAIL ' <<<"$out")
   if [[ $rc -ne 0 && $failed -eq 0 ]]; then
-    echo "FAIL gateway_openai.py: exited with $rc before reporting a failure"
+    echo "FAIL $script: exited with $rc before reporting a failure"
     failed=1
   fi
   [[ $failed -ne 0 ]] && sed 's/^/    /' "$RUN_DIR/python.err" | tail -40
@@ -148,7 +151,8 @@ check_curl_error() {
 build
 make_venv
 start_up
-check_python
+check_python gateway_openai.py
+check_python gateway_batch.py 300
 check_curl_chat
 check_curl_error wrong_key_401 openai sk-wrong 401 invalid_api_key
 check_curl_error unknown_route_404 no-such-route "$KEY" 404 unknown_route

@@ -65,7 +65,11 @@ impl Stack {
 
     /// Another gateway replica on the same broker.
     async fn replica(&self) -> RunningGateway {
-        let gateway = start_gateway(&self.broker, &self.config).await;
+        self.replica_with(|_| {}).await
+    }
+
+    async fn replica_with(&self, tune: impl FnOnce(&mut GatewayOptions)) -> RunningGateway {
+        let gateway = start_gateway_with(&self.broker, &self.config, tune).await;
         self.wait_ready(&gateway).await;
         gateway
     }
@@ -128,7 +132,17 @@ async fn start_worker(broker: &TestBroker, config: &RouterConfig, i: usize) -> W
 }
 
 async fn start_gateway(broker: &TestBroker, config: &RouterConfig) -> RunningGateway {
-    let options = GatewayOptions::new(broker.grpc_address(), "127.0.0.1:0".parse().expect("addr"));
+    start_gateway_with(broker, config, |_| {}).await
+}
+
+async fn start_gateway_with(
+    broker: &TestBroker,
+    config: &RouterConfig,
+    tune: impl FnOnce(&mut GatewayOptions),
+) -> RunningGateway {
+    let mut options =
+        GatewayOptions::new(broker.grpc_address(), "127.0.0.1:0".parse().expect("addr"));
+    tune(&mut options);
     gateway::start(options, config).await.expect("gateway")
 }
 
@@ -511,5 +525,60 @@ async fn refusals_are_openai_shaped() {
         .await
         .expect("cancel");
     assert_eq!(cancel.status(), StatusCode::CONFLICT);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_outlives_the_gateway_that_created_it() {
+    // No workers yet: the batch waits in the broker while its gateway goes away.
+    let mut s = Stack::new(SimConfig::default(), &[], 0).await;
+    let n = 20;
+    let file = s.api().upload(&input(n)).await;
+    let id = s.api().create(&file).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let first = std::mem::replace(&mut s.gateway, start_gateway(&s.broker, &s.config).await);
+    first.stop().await;
+    s.wait_ready(&s.gateway).await;
+    for i in 0..2 {
+        s.workers.push(start_worker(&s.broker, &s.config, i).await);
+    }
+    let done = s.api().wait_for(&id, "completed").await;
+    assert_eq!(done["request_counts"]["completed"], n, "{done}");
+    let ok = s
+        .api()
+        .content(done["output_file_id"].as_str().expect("output"))
+        .await;
+    assert_each_once(&ok, &[], n);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_have_their_own_cap() {
+    let s = Stack::new(SimConfig::default(), &[], 0).await;
+    let small = s.replica_with(|o| o.max_upload = 4096).await;
+    let api = Api {
+        http: &s.http,
+        base: small.url(),
+    };
+    let big = input(200);
+    assert!(big.len() > 4096 && big.len() < 4 * 1024 * 1024);
+    let (status, body) = read(api.upload_raw(&big, "batch").await).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "file_too_large");
+    // The default cap (200 MiB) takes more than a chat body may hold (4 MiB).
+    let large = input(40_000);
+    assert!(large.len() > 4 * 1024 * 1024, "{}", large.len());
+    let id = s.api().upload(&large).await;
+    let response = s
+        .http
+        .get(s.api().url(&format!("/files/{id}/content")))
+        .send()
+        .await;
+    let bytes = response.expect("content").bytes().await.expect("bytes");
+    assert_eq!(bytes.len(), large.len());
+    assert!(bytes == large.as_bytes(), "content differs from the upload");
+    small.stop().await;
     s.stop().await;
 }

@@ -14,8 +14,11 @@ use std::time::Duration;
 /// The tag marking a reader's sync marker; readers skip such events.
 pub const SYNC_TAG: &str = "llm-router-sync";
 
-/// Longest wait for a replay to reach its marker.
-const REPLAY_LIMIT: Duration = Duration::from_secs(60);
+/// Longest wait for one replay attempt to reach its marker, and the attempts made.
+const REPLAY_LIMIT: Duration = Duration::from_secs(15);
+const REPLAY_ATTEMPTS: u32 = 3;
+/// Longest wait for a file's content chunks (up to 200 of 1 MiB).
+const CONTENT_LIMIT: Duration = Duration::from_secs(120);
 
 /// Stores one event on `channel`.
 pub async fn publish(
@@ -71,15 +74,30 @@ pub fn is_marker(event: &EventReceive) -> bool {
     event.tags.contains_key(SYNC_TAG)
 }
 
-/// Every event stored on `channel` so far, markers left out.
+/// Every event stored on `channel` so far, markers left out. A replay that does not
+/// reach its marker in time is started over (a fresh subscription) a few times: a stream
+/// that broke and resumed may have skipped events, the marker among them.
 pub async fn replay(client: &Client, channel: &str) -> Result<Vec<EventReceive>, ClientError> {
+    let mut attempt = 1;
+    loop {
+        match replay_once(client, channel).await {
+            Err(e) if e.kind() == ErrorKind::TimedOut && attempt < REPLAY_ATTEMPTS => {
+                tracing::warn!(%channel, attempt, "replay did not reach its marker, starting over: {e}");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn replay_once(client: &Client, channel: &str) -> Result<Vec<EventReceive>, ClientError> {
     let mut events = from_first(client, channel).await?;
     let marker = mark(client, channel).await?;
+    let mut out = Vec::new();
     let read = async {
-        let mut out = Vec::new();
         while let Some(event) = events.next().await {
             match event.tags.get(SYNC_TAG) {
-                Some(id) if *id == marker => return Ok(out),
+                Some(id) if *id == marker => return Ok(()),
                 Some(_) => {}
                 None => out.push(event),
             }
@@ -89,7 +107,9 @@ pub async fn replay(client: &Client, channel: &str) -> Result<Vec<EventReceive>,
             format!("the broker ended {channel} before it was read"),
         ))
     };
-    within(channel, read).await
+    let read = within(channel, REPLAY_LIMIT, read).await;
+    read.map_err(|e| ClientError::new(e.kind(), format!("{e} ({} events read)", out.len())))?;
+    Ok(out)
 }
 
 /// The first `n` events of `channel` (markers left out): for channels whose length is known.
@@ -115,19 +135,18 @@ pub async fn first_n(
         }
         Ok(out)
     };
-    within(channel, read).await
+    within(channel, CONTENT_LIMIT, read).await
 }
 
 async fn within<T>(
     channel: &str,
+    limit: Duration,
     read: impl std::future::Future<Output = Result<T, ClientError>>,
 ) -> Result<T, ClientError> {
-    tokio::time::timeout(REPLAY_LIMIT, read)
-        .await
-        .map_err(|_| {
-            ClientError::new(
-                ErrorKind::TimedOut,
-                format!("reading {channel} took over {}s", REPLAY_LIMIT.as_secs()),
-            )
-        })?
+    tokio::time::timeout(limit, read).await.map_err(|_| {
+        ClientError::new(
+            ErrorKind::TimedOut,
+            format!("reading {channel} took over {}s", limit.as_secs()),
+        )
+    })?
 }
