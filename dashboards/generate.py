@@ -6,7 +6,6 @@ variable. Edit here, run `python3 dashboards/generate.py`, commit both.
 """
 
 import json
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -209,7 +208,7 @@ CIRCUIT_THRESHOLDS = {"mode": "absolute", "steps": [
     {"color": "green", "value": None}, {"color": "orange", "value": 1}, {"color": "red", "value": 2}]}
 
 
-def overview(stream_metrics):
+def overview():
     sel = f'{W}, route=~"$route"'
     lay = Layout()
     lay.row("Traffic")
@@ -241,17 +240,19 @@ def overview(stream_metrics):
     lay.add(timeseries("Gateway responses/s by status", "HTTP responses of the gateway by route and status code.",
                        [('sum by (route, status) (rate(llm_router_gateway_requests_total{job=~"llm-router.*"}' + RATE + "))", "{{route}} {{status}}")],
                        unit="reqps", stack=True), 12, 8)
-    if stream_metrics:
-        lay.add(timeseries("Streaming: worker time to first chunk", "Streamed requests: time from the worker receiving the request to publishing its first chunk, by route.",
-                           quantiles("llm_router_stream_first_chunk_seconds", "route", sel, "{{route}}"), unit="s"), 12, 8)
-        lay.add(timeseries("Streaming: gateway time to first chunk", "Streamed requests: time from the gateway receiving the request to relaying its first chunk to the client, by route.",
-                           quantiles("llm_router_gateway_stream_first_chunk_seconds", "route", 'job=~"llm-router.*"', "{{route}}"), unit="s"), 12, 8)
+    lay.add(timeseries("Streaming: worker time to first chunk", "Streamed requests: time from the worker receiving the request to publishing its first chunk, by route.",
+                       quantiles("llm_router_stream_first_chunk_seconds", "route", sel, "{{route}}"), unit="s"), 12, 8)
+    lay.add(timeseries("Streaming: gateway time to first chunk", "Streamed requests: time from the gateway receiving the request to relaying its first chunk to the client, by route.",
+                       quantiles("llm_router_gateway_stream_first_chunk_seconds", "route", 'job=~"llm-router.*"', "{{route}}"), unit="s"), 12, 8)
     lay.row("Tokens")
     lay.add(timeseries("Tokens/s by route and kind", "Prompt and completion tokens of answered requests.",
                        [(f"sum by (route, kind) (rate(llm_router_route_tokens_total{{{sel}}}{RATE}))", "{{route}} {{kind}}")],
-                       stack=True), 12, 8)
+                       stack=True), 8, 8)
     lay.add(timeseries("In-flight requests by route", "Requests being handled by workers now.",
-                       [(f"sum by (route) (llm_router_in_flight_requests{{{sel}}})", "{{route}}")]), 12, 8)
+                       [(f"sum by (route) (llm_router_in_flight_requests{{{sel}}})", "{{route}}")]), 8, 8)
+    lay.add(timeseries("Replies not delivered/s", "Replies the broker refused or could not take: the caller times out although the worker answered (0 when none).",
+                       [(f"sum by (instance) (rate(llm_router_reply_errors_total{{{W}}}{RATE})) or vector(0)", "{{instance}}")],
+                       unit="ops"), 8, 8)
     route = query_var("route", "Route", "label_values(llm_router_requests_total, route)")
     return dashboard("llm-router-overview", "llm-router / Overview",
                      "Is the router serving: traffic by route and outcome, latency, overhead, errors, tokens, replicas.",
@@ -378,16 +379,15 @@ def broker():
                      job_vars("llm-router-broker"), lay, ["broker"])
 
 
-def render(stream_metrics=False):
+def render():
     """Each dashboard's file name and JSON text."""
-    boards = (("overview", overview(stream_metrics)), ("providers", providers()),
+    boards = (("overview", overview()), ("providers", providers()),
               ("batch", batch()), ("broker", broker()))
     return {f"{name}.json": json.dumps(board, indent=2) + "\n" for name, board in boards}
 
 
 def main():
-    # --stream adds the streaming panels (once the workers export those series).
-    for name, text in render(stream_metrics="--stream" in sys.argv).items():
+    for name, text in render().items():
         (HERE / name).write_text(text)
 
 
