@@ -384,3 +384,113 @@ async fn a_pinned_model_is_answered_by_its_target() {
     assert_eq!(body["llm_router"]["endpoint"], "openai-backup", "{body}");
     s.stop().await;
 }
+
+/// The provider clients alone against the sim: a failure before the first chunk is an
+/// ordinary error with its status and Retry-After; one after it comes out of the stream.
+mod providers {
+    use super::*;
+    use llm_router::provider::{ChatMessage, ChatRequest, Provider, ProviderError};
+
+    fn client(kind: ProviderKind, sim: &RunningSim) -> Provider {
+        Provider::new(kind, &sim.base_url(), None, reqwest::Client::new())
+    }
+
+    fn request() -> ChatRequest {
+        ChatRequest {
+            model: "m".into(),
+            messages: vec![ChatMessage {
+                role: "user".into(),
+                content: PROMPT.into(),
+            }],
+            ..ChatRequest::default()
+        }
+    }
+
+    /// Every chunk's text, and the error that ended the stream, if one did.
+    async fn drain(
+        mut stream: llm_router::provider::ChatStream,
+    ) -> (String, Option<ProviderError>) {
+        let mut text = String::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) => text.push_str(&chunk.delta),
+                Err(e) => return (text, Some(e)),
+            }
+        }
+        (text, None)
+    }
+
+    #[tokio::test]
+    async fn errors_before_the_first_chunk_keep_status_and_retry_after() {
+        let sim = start_sim(SimConfig {
+            rate_429: 1.0,
+            retry_after_secs: 7,
+            ..SimConfig::default()
+        })
+        .await;
+        for kind in [ProviderKind::Openai, ProviderKind::Anthropic] {
+            let opened = client(kind, &sim)
+                .stream(&request(), Duration::from_secs(5))
+                .await;
+            match opened {
+                Err(ProviderError::Status {
+                    status: 429,
+                    retry_after,
+                    ..
+                }) => assert_eq!(retry_after, Some(Duration::from_secs(7))),
+                other => panic!(
+                    "{kind:?}: expected a 429, got {:?}",
+                    other.map(|_| "a stream")
+                ),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn errors_after_the_first_chunk_end_the_stream() {
+        let sim = start_sim(SimConfig {
+            mid_stream_error_rate: 1.0,
+            ..SimConfig::default()
+        })
+        .await;
+        for (kind, status) in [(ProviderKind::Openai, 500), (ProviderKind::Anthropic, 529)] {
+            let stream = client(kind, &sim)
+                .stream(&request(), Duration::from_secs(5))
+                .await
+                .expect("the stream opens");
+            let (text, error) = drain(stream).await;
+            assert!(
+                !text.is_empty() && format!("sim: {PROMPT}").starts_with(&text),
+                "{text:?}"
+            );
+            match error {
+                Some(ProviderError::Status {
+                    status: got,
+                    message,
+                    ..
+                }) => {
+                    assert_eq!(got, status, "{kind:?}");
+                    assert!(message.contains("mid-stream"), "{message}");
+                }
+                other => panic!("{kind:?}: expected a mid-stream error, got {other:?}"),
+            }
+        }
+        assert_eq!(sim.stats().mid_stream_errors, 2);
+    }
+
+    #[tokio::test]
+    async fn whole_streams_in_both_formats() {
+        let sim = start_sim(SimConfig::default()).await;
+        for kind in [ProviderKind::Openai, ProviderKind::Anthropic] {
+            let stream = client(kind, &sim)
+                .stream(&request(), Duration::from_secs(5))
+                .await
+                .expect("the stream opens");
+            assert_eq!(
+                drain(stream).await,
+                (format!("sim: {PROMPT}"), None),
+                "{kind:?}"
+            );
+        }
+    }
+}

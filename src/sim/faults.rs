@@ -104,6 +104,22 @@ mod tests {
     }
 
     #[test]
+    fn mid_stream_cuts_follow_the_seed_and_leave_other_draws_alone() {
+        let plain = config();
+        let cutting = SimConfig {
+            mid_stream_error_rate: 0.5,
+            ..config()
+        };
+        let a: Vec<Draw> = (0..1000).map(|n| draw(&cutting, n)).collect();
+        assert_eq!(a, (0..1000).map(|n| draw(&cutting, n)).collect::<Vec<_>>());
+        let cuts = a.iter().filter(|d| d.cut).count();
+        assert!((400..600).contains(&cuts), "{cuts}");
+        let fates = |c: &SimConfig| (0..1000).map(|n| draw(c, n).fate).collect::<Vec<_>>();
+        assert_eq!(fates(&plain), fates(&cutting));
+        assert!((0..1000).all(|n| !draw(&plain, n).cut));
+    }
+
+    #[test]
     fn no_rates_always_answer() {
         let c = SimConfig::default();
         assert!((0..100).all(|n| draw(&c, n).fate == Fate::Answer));
