@@ -100,10 +100,20 @@ async fn wait_ready(gateway: &str) {
 
 /// Sends the prompt to `model` through the gateway; the status and the body.
 async fn chat(gateway: &str, key: &str, model: &str) -> (u16, String) {
+    send(gateway, key, model, false).await
+}
+
+/// Like [`chat`]; `stream` asks for server-sent events (the body is all of them).
+async fn send(gateway: &str, key: &str, model: &str, stream: bool) -> (u16, String) {
+    let body = json!({
+        "model": model,
+        "stream": stream,
+        "messages": [{ "role": "user", "content": PROMPT }],
+    });
     let response = reqwest::Client::new()
         .post(format!("{gateway}/v1/chat/completions"))
         .bearer_auth(key)
-        .json(&json!({ "model": model, "messages": [{ "role": "user", "content": PROMPT }] }))
+        .json(&body)
         .send()
         .await
         .expect("gateway answers");
@@ -186,6 +196,12 @@ async fn up_sim_json_logs_carry_ids_and_never_prompts_or_keys() {
     wait_ready(&gateway).await;
     chat_status(&gateway, GATEWAY_KEY, "openai", 200).await;
     chat_status(&gateway, GATEWAY_KEY, "claude", 200).await;
+    let (status, events) = send(&gateway, GATEWAY_KEY, "openai", true).await;
+    assert_eq!(status, 200, "{events}");
+    assert!(
+        events.contains("zebra-quokka"),
+        "the sim echoes the prompt: {events}"
+    );
     // Refused requests are logged with their request id.
     chat_status(&gateway, GATEWAY_KEY, "no-such-model", 404).await;
     chat_status(&gateway, "not-the-key", "openai", 401).await;
