@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks deploy/ and dashboards/ without a cluster: tests/python/deploy_check.py (Kubernetes
 # schemas from the kubernetes-validate package, offline; compose, Dockerfile and dashboard
-# fields) in a virtualenv, then `docker compose config` (or docker-compose) where one exists.
+# fields) in a virtualenv, after `docker compose config` (or docker-compose) and `promtool check
+# config` where those exist.
 #
 # Env: PYTHON       python interpreter for the virtualenv (default python3)
 #      DEPLOY_VENV  where the virtualenv lives (default target/python-deploy)
@@ -26,5 +27,15 @@ if ((${#compose[@]})); then
   echo "PASS ${compose[*]} -f deploy/docker-compose.yml config"
 else
   echo "SKIP docker compose config: no docker compose here (the YAML checks below still run)"
+fi
+# The compose stack's Prometheus config, with the rules where this checkout has them.
+if command -v promtool >/dev/null 2>&1; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  sed "s|/etc/prometheus/alerts.yml|$PWD/deploy/prometheus/alerts.yml|" deploy/prometheus/prometheus.yml >"$tmp/prometheus.yml"
+  promtool check config "$tmp/prometheus.yml" >/dev/null
+  echo "PASS promtool check config deploy/prometheus/prometheus.yml"
+else
+  echo "SKIP promtool check config: no promtool here"
 fi
 "$VENV/bin/python" tests/python/deploy_check.py
