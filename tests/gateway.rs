@@ -550,7 +550,12 @@ async fn broker_gone_after_start_is_503() {
 #[tokio::test]
 async fn unknown_paths_are_openai_shaped_404s() {
     let s = Stack::new(SimConfig::default(), &[], false).await;
-    let response = s.http.get(s.url("/v1/embeddings")).send().await.expect("send");
+    let response = s
+        .http
+        .get(s.url("/v1/embeddings"))
+        .send()
+        .await
+        .expect("send");
     expect_error(response, StatusCode::NOT_FOUND, "not_found").await;
     s.stop().await;
 }
