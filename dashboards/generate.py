@@ -306,13 +306,12 @@ def batch():
     broker_sel = 'job=~"llm-router.*", channel=~"llm-router\\\\.batch\\\\..*"'
     lay = Layout()
     lay.row("Jobs")
-    # Prometheus renames the batch series' own `job` label (the job id) to `exported_job`,
-    # since `job` is the scrape job.
+    # The job id is the `batch_job` label (`job` is Prometheus's scrape job).
     lay.add(bargauge("Job progress", "Lines finished (ok, failed, dead-lettered or cancelled) over the job's lines, per batch job.",
-                     [("sum by (exported_job) (llm_router_batch_job_done_total{" + W + "}) / on (exported_job) max by (exported_job) (llm_router_batch_job_lines{" + W + "})",
-                       "{{exported_job}}")]), 12, 8)
+                     [("sum by (batch_job) (llm_router_batch_job_done_total{" + W + "}) / on (batch_job) max by (batch_job) (llm_router_batch_job_lines{" + W + "})",
+                       "{{batch_job}}")]), 12, 8)
     lay.add(stat("Lines per job", "Lines in each batch job.",
-                 [(f"max by (exported_job) (llm_router_batch_job_lines{{{W}}})", "{{exported_job}}")]), 12, 8)
+                 [(f"max by (batch_job) (llm_router_batch_job_lines{{{W}}})", "{{batch_job}}")]), 12, 8)
     lay.row("Lines")
     lay.add(timeseries("Lines/s by outcome", "Batch line deliveries per second: ok, failed, retried, dead_lettered, cancelled, requeued.",
                        [(f"sum by (route, outcome) (rate(llm_router_batch_items_total{{{sel}}}{RATE}))", "{{route}} {{outcome}}")],

@@ -205,7 +205,7 @@ impl Source {
             .cloned()
             .unwrap_or_else(|| m.metadata.clone());
         if custom_id.is_empty() {
-            tracing::warn!(message = %m.message_id, "a message without custom-id in a job queue, dropped");
+            tracing::warn!(message_id = %m.message_id, "a message without custom-id in a job queue, dropped");
             return None;
         }
         match self {

@@ -216,7 +216,7 @@ fn resend(m: &QueueMessage, attempts: u32) -> QueueMessage {
 /// A line nobody can report on (no job or custom_id tag): kept, not lost, in the route's
 /// dead-letter queue for a person to look at.
 async fn unreadable(cx: &Context<'_>, m: &QueueMessage) -> Settle {
-    tracing::warn!(route = cx.route, message = %m.message_id, "batch line without job and custom-id tags, moved to {}", invalid_queue(cx.route));
+    tracing::warn!(route = cx.route, message_id = %m.message_id, "batch line without job and custom-id tags, moved to {}", invalid_queue(cx.route));
     let mut copy = resend(m, 0);
     copy.channel = invalid_queue(cx.route);
     metrics::item(cx.route, "", Outcome::DeadLettered);

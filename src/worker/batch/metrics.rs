@@ -1,6 +1,6 @@
 //! The batch consumer's series. Labels: `route` is a configured route name; `outcome` one
-//! of [`Outcome`]'s names; `job` a job id, bounded by the jobs that exist (a job's series
-//! stop changing when it ends).
+//! of [`Outcome`]'s names; `batch_job` a job id, bounded by the jobs that exist (a job's
+//! series stop changing when it ends). Not `job`: Prometheus reserves that for the scrape job.
 
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 use std::sync::Once;
@@ -17,9 +17,9 @@ pub const QUEUE_DEPTH: &str = "llm_router_batch_queue_depth";
 pub const OLDEST_AGE: &str = "llm_router_batch_oldest_age_seconds";
 /// Lines a worker is working on now, by `route`.
 pub const IN_FLIGHT: &str = "llm_router_batch_in_flight";
-/// Lines in a job, by `job` (every worker reports the same value: aggregate with max).
+/// Lines in a job, by `batch_job` (every worker reports the same value: aggregate with max).
 pub const JOB_LINES: &str = "llm_router_batch_job_lines";
-/// Lines of a job this worker finished (ok, failed or cancelled), by `job`: sum over
+/// Lines of a job this worker finished (ok, failed or cancelled), by `batch_job`: sum over
 /// workers, divided by the job's lines, is the job's progress.
 pub const JOB_DONE: &str = "llm_router_batch_job_done_total";
 
@@ -83,7 +83,7 @@ pub fn item(route: &str, job: &str, outcome: Outcome) {
         counter!(DEAD_LETTERED, "route" => route.to_owned()).increment(1);
     }
     if outcome.is_final() && !job.is_empty() {
-        counter!(JOB_DONE, "job" => job.to_owned()).increment(1);
+        counter!(JOB_DONE, "batch_job" => job.to_owned()).increment(1);
     }
 }
 
@@ -97,7 +97,7 @@ pub fn queue(route: &str, depth: i64, oldest_age_seconds: f64) {
 }
 
 pub fn job_lines(job: &str, total: u64) {
-    gauge!(JOB_LINES, "job" => job.to_owned()).set(total as f64);
+    gauge!(JOB_LINES, "batch_job" => job.to_owned()).set(total as f64);
 }
 
 /// Moves the in-flight gauge of `route` up now and down when dropped.
