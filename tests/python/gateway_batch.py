@@ -133,7 +133,7 @@ def cancel_a_running_batch():
 
 
 @check
-def unknown_batch_and_bad_purpose_are_typed_errors():
+def unknown_batch_bad_purpose_and_wrong_key_are_typed_errors():
     try:
         client.batches.retrieve("batch_0123456789abcdef0123456789abcdef")
     except openai.NotFoundError as e:
@@ -146,6 +146,13 @@ def unknown_batch_and_bad_purpose_are_typed_errors():
         expect(e.param == "purpose", e.param)
     else:
         raise AssertionError("no BadRequestError for purpose fine-tune")
+    wrong = openai.OpenAI(base_url=BASE_URL, api_key="sk-wrong", max_retries=0)
+    try:
+        wrong.batches.list()
+    except openai.AuthenticationError as e:
+        expect(e.status_code == 401, e.status_code)
+    else:
+        raise AssertionError("no AuthenticationError for a wrong key")
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ async fn collect(
         queues,
         job,
         follower: store::from_first(client, &output::log_channel(&job.id)).await?,
-        log: ResultLog::default(),
+        log: ResultLog::counting(),
         ds: queues.downstream().await?,
     };
     let mut last_report = Instant::now();

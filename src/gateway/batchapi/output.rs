@@ -18,6 +18,8 @@ pub fn log_channel(batch: &str) -> String {
 #[derive(Debug, Default)]
 pub struct ResultLog {
     seen: HashSet<String>,
+    /// Only count (a collector needs the custom_ids, not the bytes of a big batch).
+    counting: bool,
     /// Output file bytes: whole JSON lines.
     pub ok: Vec<u8>,
     /// Error file bytes: whole JSON lines.
@@ -27,6 +29,14 @@ pub struct ResultLog {
 }
 
 impl ResultLog {
+    /// A log that keeps custom_ids and counts but not the files' bytes.
+    pub fn counting() -> Self {
+        Self {
+            counting: true,
+            ..Self::default()
+        }
+    }
+
     pub fn contains(&self, custom_id: &str) -> bool {
         self.seen.contains(custom_id)
     }
@@ -56,9 +66,11 @@ impl ResultLog {
             } else {
                 (&mut self.ok, &mut self.ok_count)
             };
-            file.extend_from_slice(raw);
-            file.push(b'\n');
             *count += 1;
+            if !self.counting {
+                file.extend_from_slice(raw);
+                file.push(b'\n');
+            }
         }
     }
 }
@@ -115,5 +127,8 @@ mod tests {
         assert!(ok.contains("\"r1\"") && !ok.contains("\"r2\"") && !ok.contains("\"r3\""));
         assert!(String::from_utf8_lossy(&log.errors).contains("dead_lettered"));
         assert!(log.contains("c"));
+        let mut counting = ResultLog::counting();
+        counting.apply(&event(&[OutputLine::ok("a", "r1", json!({"x": 1}))]));
+        assert_eq!((counting.ok_count, counting.ok.len()), (1, 0));
     }
 }
