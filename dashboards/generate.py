@@ -279,12 +279,15 @@ def providers():
                        [(f"sum by (endpoint) (rate(llm_router_retries_total{{{sel}}}{RATE}))", "{{endpoint}}")], unit="reqps"), 8, 8)
     lay.add(timeseries("Failovers/s by route", "Requests moved from a failed or skipped target to the next one.",
                        [(f"sum by (route) (rate(llm_router_failovers_total{{{W}}}{RATE}))", "{{route}}")], unit="reqps"), 8, 8)
-    lay.add(timeseries("Outcomes/s by route", "What callers got: ok or the failure code. Per-endpoint HTTP status codes are not exported yet; provider errors show here as upstream_failed and rate_limited, and as retries per endpoint.",
+    lay.add(timeseries("Outcomes/s by route", "What callers got: ok or the failure code (the providers' own answers are under Status codes by endpoint).",
                        [(f"sum by (route, outcome) (rate(llm_router_requests_total{{{W}}}{RATE}))", "{{route}} {{outcome}}")],
                        unit="reqps", stack=True), 8, 8)
+    lay.add(timeseries("Status codes by endpoint", "Provider calls per second by how they ended: the HTTP status, or timeout, connect (no response), reset (a stream broke off) or decode (unreadable answer).",
+                       [(f"sum by (endpoint, status) (rate(llm_router_upstream_responses_total{{{sel}}}{RATE}))", "{{endpoint}} {{status}}")],
+                       unit="reqps", stack=True), 12, 8)
     lay.add(timeseries("Gateway status codes/s", "HTTP status codes the gateway returned, by route.",
                        [('sum by (status) (rate(llm_router_gateway_requests_total{job=~"llm-router.*"}' + RATE + "))", "{{status}}")],
-                       unit="reqps", stack=True), 24, 7)
+                       unit="reqps", stack=True), 12, 8)
     lay.row("Limits and load")
     lay.add(timeseries("Rate-limit waits/s", "Requests that waited for an endpoint's rate or concurrency budget.",
                        [(f"sum by (endpoint) (rate(llm_router_rate_limit_waits_total{{{sel}}}{RATE}))", "{{endpoint}}")], unit="reqps"), 8, 8)

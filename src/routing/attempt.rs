@@ -116,6 +116,7 @@ pub async fn call(
     let start = Instant::now();
     let result = endpoint.upstream.chat(req, timeout).await;
     metrics::upstream_latency(&endpoint.name, start.elapsed());
+    metrics::upstream_response(&endpoint.name, result.as_ref().map(|_| ()), false);
     match result {
         Ok(response) => {
             admission.settle(Verdict::Healthy);

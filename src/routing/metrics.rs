@@ -2,13 +2,19 @@
 //! configuration and `kind` is fixed, never anything from a request. Requests by route and
 //! outcome (`llm_router_requests_total`) are the worker's, which sees every request.
 
+use crate::provider::ProviderError;
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
 };
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// Histogram {endpoint}: duration of each provider call (one attempt), seconds.
 pub const UPSTREAM_LATENCY: &str = "llm_router_upstream_latency_seconds";
+/// Counter {endpoint, status}: provider calls by how they ended: the HTTP status as text
+/// (`200`, `429`, `503`, …), or `timeout`, `connect` (no response), `reset` (a stream that
+/// broke off after its response head) or `decode` (an unreadable answer).
+pub const UPSTREAM_RESPONSES: &str = "llm_router_upstream_responses_total";
 /// Counter {endpoint}: retries (attempts after the first) at an endpoint.
 pub const RETRIES: &str = "llm_router_retries_total";
 /// Counter {route}: moves from a target that failed or was skipped to the next one.
@@ -33,6 +39,11 @@ pub fn describe() {
         UPSTREAM_LATENCY,
         Unit::Seconds,
         "Duration of each provider call (one attempt), by endpoint."
+    );
+    describe_counter!(
+        UPSTREAM_RESPONSES,
+        Unit::Count,
+        "Provider calls by endpoint and outcome: the HTTP status, or timeout, connect, reset, decode."
     );
     describe_counter!(
         RETRIES,
@@ -75,6 +86,32 @@ pub fn upstream_latency(endpoint: &str, elapsed: Duration) {
     super::status::record_call(endpoint, elapsed);
 }
 
+/// Counts one provider call's outcome; `Ok` is a 200 answer. `mid_stream`: the call had
+/// already streamed part of its answer, so a broken connection is a `reset`.
+pub fn upstream_response(endpoint: &str, outcome: Result<(), &ProviderError>, mid_stream: bool) {
+    let status = match outcome {
+        Ok(()) => Cow::Borrowed("200"),
+        Err(error) => status_label(error, mid_stream),
+    };
+    counter!(UPSTREAM_RESPONSES, "endpoint" => endpoint.to_owned(), "status" => status)
+        .increment(1);
+}
+
+/// The `status` label of a failed call; bounded: a real HTTP status (100-599) or one of a
+/// few words.
+fn status_label(error: &ProviderError, mid_stream: bool) -> Cow<'static, str> {
+    match error {
+        ProviderError::Status { status, .. } if (100..=599).contains(status) => {
+            Cow::Owned(status.to_string())
+        }
+        ProviderError::Status { .. } => Cow::Borrowed("other"),
+        ProviderError::Timeout(_) => Cow::Borrowed("timeout"),
+        ProviderError::Connect(_) if mid_stream => Cow::Borrowed("reset"),
+        ProviderError::Connect(_) => Cow::Borrowed("connect"),
+        ProviderError::Decode(_) => Cow::Borrowed("decode"),
+    }
+}
+
 pub fn retry(endpoint: &str) {
     counter!(RETRIES, "endpoint" => endpoint.to_owned()).increment(1);
 }
@@ -106,4 +143,34 @@ pub fn tokens(endpoint: &str, prompt: u32, completion: u32) {
 
 pub fn replicas(count: u32) {
     gauge!(REPLICAS).set(f64::from(count));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_labels_are_the_http_status_or_a_few_words() {
+        let status = |status| ProviderError::Status {
+            status,
+            retry_after: None,
+            message: String::new(),
+        };
+        let connect = ProviderError::Connect("refused".into());
+        for (error, mid_stream, label) in [
+            (status(429), false, "429"),
+            (status(503), true, "503"),
+            (status(1000), false, "other"),
+            (
+                ProviderError::Timeout(Duration::from_secs(1)),
+                false,
+                "timeout",
+            ),
+            (connect.clone(), false, "connect"),
+            (connect, true, "reset"),
+            (ProviderError::Decode("x".into()), false, "decode"),
+        ] {
+            assert_eq!(status_label(&error, mid_stream), label, "{error:?}");
+        }
+    }
 }

@@ -96,6 +96,7 @@ impl Streaming {
         };
         let endpoint = &self.endpoint;
         metrics::upstream_latency(&endpoint.name, self.started.elapsed());
+        metrics::upstream_response(&endpoint.name, error.map_or(Ok(()), Err), true);
         match error {
             None => {
                 admission.settle(Verdict::Healthy);
@@ -105,6 +106,16 @@ impl Streaming {
                 metrics::tokens(&endpoint.name, usage.prompt_tokens, usage.completion_tokens);
             }
             Some(error) => admission.settle(verdict(error, false)),
+        }
+    }
+}
+
+impl Drop for Streaming {
+    /// A stream dropped before its end (the client went away) still had its 200 answer:
+    /// the status series counts every call, even though the breaker learns nothing.
+    fn drop(&mut self) {
+        if self.held.is_some() {
+            metrics::upstream_response(&self.endpoint.name, Ok(()), true);
         }
     }
 }
@@ -214,6 +225,7 @@ async fn attempt(
         }),
         Err(error) => {
             metrics::upstream_latency(&endpoint.name, started.elapsed());
+            metrics::upstream_response(&endpoint.name, Err(&error), false);
             let cut_short =
                 timeout < endpoint.timeout && matches!(error, ProviderError::Timeout(_));
             admission.settle(verdict(&error, cut_short));

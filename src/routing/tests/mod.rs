@@ -5,7 +5,7 @@ use super::*;
 use crate::config::{
     CircuitBreakerConfig, EndpointConfig, LimitsConfig, RetryConfig, RouteConfig, TargetConfig,
 };
-use crate::provider::{ChatMessage, ProviderKind};
+use crate::provider::{ChatMessage, ProviderError, ProviderKind};
 use std::time::Duration;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -588,6 +588,56 @@ async fn metrics_name_the_endpoints_and_routes() {
         "# HELP llm_router_circuit_state Circuit breaker state by endpoint: 0 closed, 1 half-open, 2 open.",
     ] {
         assert!(text.contains(series), "missing {series} in\n{text}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_provider_call_is_counted_by_endpoint_and_status() {
+    let handle = crate::metrics::handle();
+    let a = ep("status-a", Step::Answer);
+    a.fake.script([
+        fake::status(503),
+        Step::Hang,
+        Step::Fail(ProviderError::Connect("refused".into())),
+    ]);
+    let r = router(&[&a], vec![target("status-a", 1, 1)], retry(4));
+    assert_eq!(ask(&r, 60 * SEC).await.unwrap().attempts, 4);
+
+    let s = ep("status-s", Step::Answer);
+    s.fake.script([fake::status(429)]);
+    let r = router(&[&s], vec![target("status-s", 1, 1)], retry(2));
+    let mut streaming = r
+        .stream("r", prompt(), Instant::now() + 60 * SEC, None)
+        .await
+        .unwrap();
+    while streaming.next().await.is_some() {}
+
+    let b = ep("status-b", fake::status(400));
+    let r = router(&[&b], vec![target("status-b", 1, 1)], retry(3));
+    let reservation = r
+        .reserve("r", &prompt(), Instant::now() + SEC)
+        .await
+        .unwrap();
+    r.complete_reserved(reservation, prompt(), SEC)
+        .await
+        .unwrap_err();
+
+    let text = handle.render();
+    let series = |endpoint: &str, status: &str| {
+        format!(
+            "llm_router_upstream_responses_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} 1"
+        )
+    };
+    for line in [
+        series("status-a", "503"),
+        series("status-a", "timeout"),
+        series("status-a", "connect"),
+        series("status-a", "200"),
+        series("status-s", "429"),
+        series("status-s", "200"),
+        series("status-b", "400"),
+    ] {
+        assert!(text.contains(&line), "missing {line} in\n{text}");
     }
 }
 
