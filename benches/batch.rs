@@ -334,7 +334,26 @@ fn main() {
             }
             if parts.contains('b') {
                 let setup = Setup::start(None).await;
+                let cpu = |s: &Setup| {
+                    let workers: f64 = s._workers.iter().map(Proc::cpu_seconds).sum();
+                    [
+                        s.broker.0.cpu_seconds(),
+                        workers,
+                        s.sim.0.cpu_seconds(),
+                        common::process_cpu_seconds("self"),
+                    ]
+                };
+                let before = cpu(&setup);
                 let job = run_job(&setup, lines).await;
+                let after = cpu(&setup);
+                let per_10k = |i: usize| (after[i] - before[i]) * 10_000.0 / job.lines as f64;
+                println!(
+                    "run {run} (b) CPU-s per 10k lines: broker {:.2}, workers {:.2}, sim {:.2}, submit+collect {:.2}",
+                    per_10k(0),
+                    per_10k(1),
+                    per_10k(2),
+                    per_10k(3)
+                );
                 println!(
                     "run {run} (b) {} lines: submit {:.2} s, end to end {:.2} s = {:.0} lines/s; processing {:.2} s = {:.0} lines/s",
                     job.lines,
