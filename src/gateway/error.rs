@@ -15,8 +15,6 @@ pub enum ApiError {
         message: String,
         param: Option<&'static str>,
     },
-    #[error("streaming (stream: true) is not available yet on this gateway: send the request without stream, or with stream: false")]
-    StreamingUnavailable,
     #[error("missing API key: send it as 'Authorization: Bearer <key>'")]
     MissingKey,
     #[error("invalid API key: check the key given to the client against LLM_ROUTER_GATEWAY_KEYS")]
@@ -73,7 +71,7 @@ impl ApiError {
     /// The HTTP status. No wildcard: a new variant must pick its status here.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { .. } | ApiError::StreamingUnavailable => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::MissingKey | ApiError::InvalidKey => StatusCode::UNAUTHORIZED,
             ApiError::UnknownRoute { .. }
             | ApiError::UnknownModel { .. }
@@ -97,7 +95,6 @@ impl ApiError {
     fn kind_and_code(&self) -> (&'static str, &'static str) {
         match self {
             ApiError::BadRequest { .. } => ("invalid_request_error", "bad_request"),
-            ApiError::StreamingUnavailable => ("invalid_request_error", "streaming_unavailable"),
             ApiError::MissingKey | ApiError::InvalidKey => {
                 ("authentication_error", "invalid_api_key")
             }
@@ -122,7 +119,6 @@ impl ApiError {
     fn param(&self) -> Option<&'static str> {
         match self {
             ApiError::BadRequest { param, .. } => *param,
-            ApiError::StreamingUnavailable => Some("stream"),
             ApiError::UnknownRoute { .. } | ApiError::UnknownModel { .. } => Some("model"),
             _ => None,
         }
@@ -167,14 +163,16 @@ mod tests {
 
     #[test]
     fn bodies_are_openai_shaped() {
-        let e = ApiError::StreamingUnavailable;
+        let e = ApiError::BadRequest {
+            message: "'stream' must be a boolean".into(),
+            param: Some("stream"),
+        };
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         let body = e.body();
         assert_eq!(body["error"]["param"], "stream");
         assert_eq!(body["error"]["type"], "invalid_request_error");
-        assert!(body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("not available yet")));
+        assert_eq!(body["error"]["code"], "bad_request");
+        assert_eq!(body["error"]["message"], "'stream' must be a boolean");
         assert!(ApiError::MissingKey.body()["error"]["param"].is_null());
     }
 
