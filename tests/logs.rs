@@ -128,15 +128,25 @@ async fn chat_status(gateway: &str, key: &str, model: &str, want: u16) {
 
 /// Stops `up` with SIGTERM (so shutdown lines are logged too) and returns every log line
 /// parsed, failing on any line that is not one JSON object.
-fn stop_and_read(mut up: Guard, dir: &Path) -> Vec<serde_json::Map<String, Value>> {
+fn stop_and_read(up: Guard, dir: &Path) -> Vec<serde_json::Map<String, Value>> {
+    let log = stop(up, dir);
+    assert_no_secrets(&log);
+    parse(&log)
+}
+
+/// Stops `up` with SIGTERM and returns its whole log.
+fn stop(mut up: Guard, dir: &Path) -> String {
     let pid = up.0.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let deadline = Instant::now() + Duration::from_secs(10);
     while up.0.try_wait().expect("wait").is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let log = std::fs::read_to_string(dir.join("up.log")).expect("read log");
-    assert_no_secrets(&log);
+    std::fs::read_to_string(dir.join("up.log")).expect("read log")
+}
+
+/// Every log line as a JSON object, failing on any line that is not one.
+fn parse(log: &str) -> Vec<serde_json::Map<String, Value>> {
     let lines: Vec<_> = log
         .lines()
         .map(|line| match serde_json::from_str::<Value>(line) {
@@ -157,6 +167,14 @@ fn assert_no_secrets(log: &str) {
     for (what, text) in [
         ("prompt", PROMPT),
         ("distinctive part of the prompt", "zebra-quokka"),
+    ] {
+        assert!(!log.contains(text), "the {what} appears in the log:\n{log}");
+    }
+    assert_no_keys(log);
+}
+
+fn assert_no_keys(log: &str) {
+    for (what, text) in [
         ("OpenAI key", OPENAI_KEY),
         ("Anthropic key", ANTHROPIC_KEY),
         ("gateway key", GATEWAY_KEY),
@@ -218,6 +236,42 @@ async fn up_sim_json_logs_carry_ids_and_never_prompts_or_keys() {
             .any(|id| id.as_str().is_some_and(|s| s.len() >= 16)),
         "no request_id field: {lines:?}"
     );
+}
+
+/// `--log-prompts` lets the prompt into debug lines of its own (with the request's id and
+/// route), and nowhere else; keys stay out. Without the flag the tests above see debug
+/// logging on and the prompt nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_prompts_logs_the_prompt_at_debug_level_only() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (up, gateway) = start_up(dir.path(), &["--sim", "--log-prompts"], &[]);
+    wait_ready(&gateway).await;
+    chat_status(&gateway, GATEWAY_KEY, "openai", 200).await;
+    let (status, events) = send(&gateway, GATEWAY_KEY, "claude", true).await;
+    assert_eq!(status, 200, "{events}");
+
+    let log = stop(up, dir.path());
+    assert_no_keys(&log);
+    let lines = parse(&log);
+    let with_prompt: Vec<_> = lines
+        .iter()
+        .filter(|l| {
+            Value::Object((*l).clone())
+                .to_string()
+                .contains("zebra-quokka")
+        })
+        .collect();
+    assert_eq!(
+        with_prompt.len(),
+        2,
+        "one line per request: {with_prompt:?}"
+    );
+    for line in with_prompt {
+        assert_eq!(line.get("level"), Some(&json!("DEBUG")), "{line:?}");
+        assert_eq!(line.get("prompt"), Some(&json!(PROMPT)), "{line:?}");
+        assert!(field_of(line, "request_id").is_some(), "{line:?}");
+        assert!(field_of(line, "route").is_some(), "{line:?}");
+    }
 }
 
 /// Failures are where error text (provider bodies, retries, circuit changes) could carry a

@@ -270,10 +270,12 @@ async fn handle(
         .unwrap_or(&request.request_id)
         .to_owned();
     let span = tracing::info_span!("request", request_id = %request_id, route = %route);
-    answer(shared, route, request).instrument(span).await;
+    answer(shared, route, request, &request_id)
+        .instrument(span)
+        .await;
 }
 
-async fn answer(shared: Arc<Shared>, route: Arc<str>, request: Request) {
+async fn answer(shared: Arc<Shared>, route: Arc<str>, request: Request, request_id: &str) {
     let received = Instant::now();
     let _in_flight = metrics::InFlight::start(&route);
     let mode = Mode::of(&request.tags, &request.metadata);
@@ -282,6 +284,7 @@ async fn answer(shared: Arc<Shared>, route: Arc<str>, request: Request) {
     let outcome = match wire::decode(mode, &request.body) {
         Err(e) => Err(Failure::from(e)),
         Ok(chat) => {
+            log_prompt(request_id, &route, &chat);
             let started = Instant::now();
             let result = route_one(&shared, &route, &request, received, chat).await;
             in_router = started.elapsed();
@@ -339,6 +342,23 @@ async fn route_one(
             .await
             .map_err(Failure::from),
     }
+}
+
+/// The request's messages at debug level, only with `--log-prompts` (nothing is built
+/// without it): a seed prompt as it came, a chat as `role: content` lines.
+fn log_prompt(request_id: &str, route: &str, chat: &crate::provider::ChatRequest) {
+    if !crate::logging::prompts_enabled() {
+        return;
+    }
+    let text = match chat.messages.as_slice() {
+        [only] => only.content.clone(),
+        messages => messages
+            .iter()
+            .map(|m| format!("{}: {}", m.role, m.content))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    crate::logging::prompt(request_id, route, &text);
 }
 
 /// One line per request, inside its span (request id and route).
