@@ -566,6 +566,10 @@ impl Feed for EventReceive {
     }
 
     /// Events store only: plain events are not kept, so there is nothing to resume.
+    ///
+    /// The resubscribe also gets its own ClientID: a broker resumes a known ClientID from
+    /// its durable cursor, which counts events it handed to the broken stream but this
+    /// client never received; a fresh ClientID makes it honour the sequence asked for.
     fn resume_after(&self, subscribe: &mut Subscribe) {
         let store = subscribe.subscribe_type_data == SubscribeType::EventsStore as i32;
         let Ok(next) = i64::try_from(self.sequence.saturating_add(1)) else {
@@ -574,9 +578,18 @@ impl Feed for EventReceive {
         if store && self.sequence > 0 {
             subscribe.events_store_type_data = EventsStoreType::StartAtSequence as i32;
             subscribe.events_store_type_value = next;
+            let base = subscribe
+                .client_id
+                .split_once(RESUME_SUFFIX)
+                .map_or(subscribe.client_id.as_str(), |(base, _)| base)
+                .to_owned();
+            subscribe.client_id = format!("{base}{RESUME_SUFFIX}{next}");
         }
     }
 }
+
+/// Marks the ClientID of an events-store resubscribe (see `resume_after`).
+const RESUME_SUFFIX: &str = "~resume-";
 
 /// How long a subscribe call may go without response headers before it counts as
 /// established: grpc-go servers (real KubeMQ) send headers only with the first message.
@@ -733,6 +746,7 @@ mod tests {
         let store = Subscribe {
             subscribe_type_data: SubscribeType::EventsStore as i32,
             events_store_type_data: EventsStoreType::StartFromFirst as i32,
+            client_id: "w1".into(),
             ..Subscribe::default()
         };
         let mut resume = store.clone();
@@ -748,6 +762,10 @@ mod tests {
             ),
             (EventsStoreType::StartAtSequence as i32, 8)
         );
+        // A fresh ClientID each time, so no durable cursor overrides the sequence.
+        assert_eq!(resume.client_id, "w1~resume-8");
+        delivered(9).resume_after(&mut resume);
+        assert_eq!(resume.client_id, "w1~resume-10");
         let mut plain = Subscribe {
             subscribe_type_data: SubscribeType::Events as i32,
             ..Subscribe::default()
