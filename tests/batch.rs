@@ -259,7 +259,10 @@ async fn two_thousand_lines_through_flaky_provider_each_answered_once() {
     let retried = value(r#"llm_router_batch_items_total{route="openai",outcome="retried"}"#);
     assert!(retried >= 1.0, "{metrics}");
     assert!(value(r#"llm_router_batch_redeliveries_total{route="openai"}"#) >= 1.0);
-    let done = format!("llm_router_batch_job_done_total{{batch_job=\"{}\"}}", job.job);
+    let done = format!(
+        "llm_router_batch_job_done_total{{batch_job=\"{}\"}}",
+        job.job
+    );
     assert!(value(&done) >= 2000.0, "{metrics}");
     assert!(
         metrics.contains(r#"llm_router_batch_queue_depth{route="openai"}"#),
