@@ -177,17 +177,23 @@ pub struct Client {
     client_id: Arc<str>,
 }
 
+/// A generated client for `address` (`host:port`) whose connection is made on the first
+/// call and remade after the broker goes away; keep-alives notice a vanished broker.
+pub(crate) fn lazy_grpc(address: &str) -> Result<KubemqClient<Channel>, Error> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| Error::new(ErrorKind::Connect, format!("bad broker address: {e}")))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    Ok(KubemqClient::new(endpoint.connect_lazy()).max_decoding_message_size(usize::MAX))
+}
+
 impl Client {
     /// Connects and pings, retrying with backoff for up to `options.connect_timeout`.
     pub async fn connect(options: ClientOptions) -> Result<Self, Error> {
-        let endpoint = Endpoint::from_shared(format!("http://{}", options.address))
-            .map_err(|e| Error::new(ErrorKind::Connect, format!("bad broker address: {e}")))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true);
-        let grpc = KubemqClient::new(endpoint.connect_lazy()).max_decoding_message_size(usize::MAX);
+        let grpc = lazy_grpc(&options.address)?;
         let (commands, rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(256);
         let client = Self {

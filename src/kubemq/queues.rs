@@ -15,7 +15,7 @@ use super::{
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Streaming;
 
 /// Cloneable handle for queue calls to one broker.
@@ -29,14 +29,7 @@ impl QueueClient {
     /// Prepares a connection to `address` (`host:port`); it is made on the first call and
     /// remade after the broker goes away.
     pub fn new(address: &str, client_id: &str) -> Result<Self, Error> {
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| Error::new(ErrorKind::Connect, format!("bad broker address: {e}")))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true);
-        let grpc = KubemqClient::new(endpoint.connect_lazy()).max_decoding_message_size(usize::MAX);
+        let grpc = super::client::lazy_grpc(address)?;
         Ok(Self {
             grpc,
             client_id: client_id.into(),
