@@ -538,6 +538,11 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         .gateway
         .options(broker.grpc_addr.to_string(), args.gateway_listen)?;
     let gateway = gateway::start(options, &routing.config).await?;
+    if !gateway.wait_ready(Duration::from_secs(10)).await {
+        tracing::warn!(
+            "the gateway is not connected to the broker yet; it answers 503 until it is"
+        );
+    }
     // The gateway stops taking requests when the workers stop taking queries, so no new
     // request waits out its timeout on a channel nobody serves any more.
     let stop_gateway = gateway.shutdown.clone();

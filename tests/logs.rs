@@ -82,22 +82,6 @@ fn start_up(dir: &Path, extra: &[&str], env: &[(&str, String)]) -> (Guard, Strin
     (guard, gateway)
 }
 
-/// Until the gateway says it is ready (connected to the broker), 10 s at most.
-async fn wait_ready(gateway: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ready = reqwest::get(format!("{gateway}/ready")).await;
-        if ready.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gateway {gateway} not ready in 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Sends the prompt to `model` through the gateway; the status and the body.
 async fn chat(gateway: &str, key: &str, model: &str) -> (u16, String) {
     send(gateway, key, model, false).await
@@ -211,7 +195,6 @@ fn assert_answered_lines_complete(lines: &[serde_json::Map<String, Value>]) {
 async fn up_sim_json_logs_carry_ids_and_never_prompts_or_keys() {
     let dir = tempfile::tempdir().expect("dir");
     let (up, gateway) = start_up(dir.path(), &["--sim"], &[]);
-    wait_ready(&gateway).await;
     chat_status(&gateway, GATEWAY_KEY, "openai", 200).await;
     chat_status(&gateway, GATEWAY_KEY, "claude", 200).await;
     let (status, events) = send(&gateway, GATEWAY_KEY, "openai", true).await;
@@ -245,7 +228,6 @@ async fn up_sim_json_logs_carry_ids_and_never_prompts_or_keys() {
 async fn log_prompts_logs_the_prompt_at_debug_level_only() {
     let dir = tempfile::tempdir().expect("dir");
     let (up, gateway) = start_up(dir.path(), &["--sim", "--log-prompts"], &[]);
-    wait_ready(&gateway).await;
     chat_status(&gateway, GATEWAY_KEY, "openai", 200).await;
     let (status, events) = send(&gateway, GATEWAY_KEY, "claude", true).await;
     assert_eq!(status, 200, "{events}");
@@ -302,7 +284,6 @@ async fn failing_endpoints_log_endpoint_fields_and_never_prompts_or_keys() {
         ),
     ];
     let (up, gateway) = start_up(dir.path(), &[], &env);
-    wait_ready(&gateway).await;
     for _ in 0..4 {
         chat_status(&gateway, GATEWAY_KEY, "openai", 200).await;
     }

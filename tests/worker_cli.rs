@@ -102,6 +102,9 @@ fn up_with_sim_serves_ask_and_stops_on_sigterm() {
     assert!(port_after(&block, "REST").is_some(), "{block}");
     assert!(block.contains("simulated provider"), "{block}");
     assert!(block.contains("no provider keys"), "{block}");
+    // The block comes once the gateway is connected too: no 503 for a request sent at once.
+    let gateway = port_after(&block, "gateway").unwrap_or_else(|| panic!("no gateway in {block}"));
+    assert_eq!(status_line(gateway, "/ready"), "HTTP/1.1 200 OK", "{block}");
 
     let out = ask(dir.path(), grpc, &["openai", "hello from the test"]);
     assert!(
@@ -136,6 +139,17 @@ fn up_with_sim_serves_ask_and_stops_on_sigterm() {
         assert!(Instant::now() < deadline, "up did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The status line of a plain `GET path` to 127.0.0.1:`port`.
+fn status_line(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response.lines().next().unwrap_or_default().to_owned()
 }
 
 /// Kills a child process when the test ends, however it ends.

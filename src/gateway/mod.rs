@@ -40,6 +40,7 @@ use routes::RouteTable;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -106,12 +107,30 @@ pub struct RunningGateway {
     /// Cancel to stop: no new connections, requests in flight finish.
     pub shutdown: CancellationToken,
     pub task: JoinHandle<()>,
+    /// The same link the handlers use, so readiness here is `/ready`'s.
+    broker: BrokerLink,
 }
 
 impl RunningGateway {
     /// `http://addr`, the OpenAI base URL is this plus `/v1`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Waits until the gateway is connected and the broker answers a ping (what `/ready`
+    /// checks), at most `limit`; whether it got there. For callers that announce the
+    /// gateway, so that a request sent at once is not a 503.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.broker.is_ready().await {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Stops and waits for the requests in flight.
@@ -139,9 +158,10 @@ pub async fn start(
         source,
     })?;
     let shutdown = CancellationToken::new();
+    let broker = BrokerLink::connect(&options.broker, &options.client_id, shutdown.clone());
     let state = Arc::new(AppState {
         table: RouteTable::new(config),
-        broker: BrokerLink::connect(&options.broker, &options.client_id, shutdown.clone()),
+        broker: broker.clone(),
         max_body: options.max_body,
         started_unix: unix_seconds(),
         batches: batchapi::BatchApi::start(
@@ -181,6 +201,7 @@ pub async fn start(
         addr,
         shutdown,
         task,
+        broker,
     })
 }
 
