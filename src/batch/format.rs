@@ -453,6 +453,26 @@ mod tests {
     }
 
     #[test]
+    fn openai_shapes_of_stop_and_model_are_accepted() {
+        for body in [
+            json!({"model": null, "messages": [{"role": "user", "content": "x"}], "stop": "\n"}),
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "stop": null}),
+            json!({"messages": [{"role": "user", "content": "x"}], "stop": ["a", "b"]}),
+        ] {
+            let parsed = parse_text(&with_body(body.clone()));
+            assert!(parsed.errors.is_empty(), "{body}: {parsed:?}");
+            assert_eq!(parsed.lines[0].body, body);
+            assert_eq!(
+                parsed.lines[0].route, "default",
+                "a null model is the job's route"
+            );
+        }
+        let body = json!({"messages": [{"role": "user", "content": "x"}], "stop": 5});
+        let reason = reason_of(&with_body(body));
+        assert!(reason.starts_with("body.stop: "), "{reason}");
+    }
+
+    #[test]
     fn body_model_naming_a_route_overrides_the_job_route() {
         let is_route = |name: &str| name == "fast";
         let text = [

@@ -19,8 +19,9 @@ pub struct ChatMessage {
 /// A chat request in the OpenAI chat-completions shape, the router's lingua franca.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ChatRequest {
-    /// The provider's model name (the route decides it; callers may pin one).
-    #[serde(default)]
+    /// The provider's model name (the route decides it; callers may pin one). Null
+    /// reads as empty.
+    #[serde(default, deserialize_with = "lenient::model")]
     pub model: String,
     pub messages: Vec<ChatMessage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -29,7 +30,12 @@ pub struct ChatRequest {
     pub temperature: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f32>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Read from a list, one string or null, as OpenAI accepts.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::stop"
+    )]
     pub stop: Vec<String>,
 }
 
@@ -130,6 +136,7 @@ impl ProviderError {
 
 pub mod anthropic;
 pub(crate) mod http;
+mod lenient;
 pub mod openai;
 pub mod sse;
 

@@ -87,18 +87,9 @@ fn decode_prompt(body: &[u8]) -> Result<ChatRequest, BodyError> {
 }
 
 fn decode_chat(body: &[u8]) -> Result<ChatRequest, BodyError> {
-    let mut value: Value =
-        serde_json::from_slice(body).map_err(|e| BodyError::BadJson(e.to_string()))?;
-    // OpenAI accepts `stop` as one string as well as a list.
-    if let Some(stop) = value.get_mut("stop") {
-        if let Value::String(s) = stop {
-            *stop = Value::Array(vec![Value::String(std::mem::take(s))]);
-        } else if stop.is_null() {
-            *stop = Value::Array(Vec::new());
-        }
-    }
+    // ChatRequest itself takes OpenAI's looser shapes (`stop` as one string or null).
     let request: ChatRequest =
-        serde_json::from_value(value).map_err(|e| BodyError::BadJson(e.to_string()))?;
+        serde_json::from_slice(body).map_err(|e| BodyError::BadJson(e.to_string()))?;
     if request.messages.is_empty() {
         return Err(BodyError::BadJson("`messages` is empty".to_owned()));
     }
