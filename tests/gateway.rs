@@ -4,79 +4,19 @@
 
 mod common;
 
+use common::stack::{self, Stack};
 use common::TestBroker;
-use llm_router::config::RouterConfig;
 use llm_router::gateway::auth::ApiKeys;
-use llm_router::gateway::{self, GatewayOptions, RunningGateway};
-use llm_router::routing::Router;
-use llm_router::sim::{RunningSim, SimConfig};
-use llm_router::worker::{self, Status, WorkerError, WorkerOptions};
+use llm_router::gateway::GatewayOptions;
+use llm_router::sim::SimConfig;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-/// Broker, sim, one worker and the gateway, all in this process.
-struct Stack {
-    broker: TestBroker,
-    sim: RunningSim,
-    worker: Option<(CancellationToken, JoinHandle<Result<(), WorkerError>>)>,
-    gateway: RunningGateway,
-    http: reqwest::Client,
-}
-
-/// The default routes pointed at `sim`, with `env` overrides (`LLM_ROUTER__…`).
-fn config(sim: &RunningSim, env: &[(&str, &str)]) -> RouterConfig {
-    let env: HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    llm_router::config::load_with_env(None, &env)
-        .expect("config")
-        .with_sim(&sim.base_url())
-}
-
-async fn start_sim(sim: SimConfig) -> RunningSim {
-    llm_router::sim::start(SimConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        ..sim
-    })
-    .await
-    .expect("start sim")
-}
-
-async fn start_worker(
-    broker: &TestBroker,
-    config: &RouterConfig,
-) -> (CancellationToken, JoinHandle<Result<(), WorkerError>>) {
-    let router = Arc::new(Router::new(config, reqwest::Client::new()).expect("router"));
-    let status = Arc::new(Status::default());
-    let stop = CancellationToken::new();
-    let options = WorkerOptions::new(broker.grpc_address(), "gw-test-worker");
-    let task = tokio::spawn(worker::run(
-        options,
-        router,
-        status.clone(),
-        stop.clone().cancelled_owned(),
-    ));
-    common::eventually("worker subscribed", || status.is_ready()).await;
-    (stop, task)
-}
-
-async fn start_gateway(
-    broker: String,
-    config: &RouterConfig,
-    tune: impl FnOnce(&mut GatewayOptions),
-) -> RunningGateway {
-    let mut options = GatewayOptions::new(broker, "127.0.0.1:0".parse().expect("addr"));
-    tune(&mut options);
-    gateway::start(options, config).await.expect("gateway")
-}
-
+/// Broker, sim, one worker (or none) and the gateway, on the default routes with `env`
+/// overrides (`LLM_ROUTER__…`).
 impl Stack {
     async fn new(sim: SimConfig, env: &[(&str, &str)], with_worker: bool) -> Self {
         Self::tuned(sim, env, with_worker, |_| {}).await
@@ -88,55 +28,34 @@ impl Stack {
         with_worker: bool,
         tune: impl FnOnce(&mut GatewayOptions),
     ) -> Self {
-        let broker = common::start_broker().await;
-        let sim = start_sim(sim).await;
-        let config = config(&sim, env);
-        let worker = if with_worker {
-            Some(start_worker(&broker, &config).await)
-        } else {
-            None
-        };
-        let gateway = start_gateway(broker.grpc_address(), &config, tune).await;
-        let stack = Self {
-            broker,
-            sim,
-            worker,
-            gateway,
-            http: reqwest::Client::new(),
-        };
+        let sim = stack::start_sim(sim).await;
+        let config = stack::sim_routes(&sim, env);
+        let worker = with_worker.then(|| "gw-test-worker".to_owned());
+        let stack = Self::start(vec![sim], config, worker, tune).await;
         stack.wait_ready().await;
         stack
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.gateway.url())
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let ready = self.http.get(self.url("/ready")).send().await;
-            if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
-                return;
-            }
-            assert!(std::time::Instant::now() < deadline, "gateway never ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 
     fn chat(&self, body: Value) -> reqwest::RequestBuilder {
         self.http.post(self.url("/v1/chat/completions")).json(&body)
     }
 
-    async fn stop(self) {
-        self.gateway.stop().await;
-        if let Some((stop, task)) = self.worker {
-            stop.cancel();
-            let _ = task.await;
+    /// A chat saying hello to `model`, with `headers`.
+    async fn hello(&self, model: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self.chat(hello(model));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
-        self.sim.shutdown.cancel();
-        self.broker.stop().await;
+        send(request).await
     }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        send(self.http.get(self.url(path))).await
+    }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.expect("send")
 }
 
 fn hello(model: &str) -> Value {
@@ -173,12 +92,7 @@ async fn expect_error(response: reqwest::Response, status: StatusCode, code: &st
 #[tokio::test]
 async fn chat_completion_round_trip_echoes_the_request_id() {
     let s = Stack::new(SimConfig::default(), &[], true).await;
-    let response = s
-        .chat(hello("openai"))
-        .header("x-request-id", "req-42")
-        .send()
-        .await
-        .expect("send");
+    let response = s.hello("openai", &[("x-request-id", "req-42")]).await;
     let (status, id, body) = read(response).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(id.as_deref(), Some("req-42"));
@@ -192,13 +106,13 @@ async fn chat_completion_round_trip_echoes_the_request_id() {
     assert!(body["usage"]["total_tokens"].as_u64() > Some(0), "{body}");
 
     // Without one, the gateway makes one up.
-    let response = s.chat(hello("claude")).send().await.expect("send");
+    let response = s.hello("claude", &[]).await;
     let (status, id, _) = read(response).await;
     assert_eq!(status, StatusCode::OK);
     let id = id.expect("generated id");
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
 
-    let metrics = s.http.get(s.url("/metrics")).send().await.expect("scrape");
+    let metrics = s.get("/metrics").await;
     let text = metrics.text().await.expect("metrics text");
     assert!(
         text.contains(r#"llm_router_gateway_requests_total{route="openai",status="200"}"#),
@@ -214,20 +128,16 @@ async fn chat_completion_round_trip_echoes_the_request_id() {
 #[tokio::test]
 async fn route_slash_model_is_accepted_and_unknown_models_are_404() {
     let s = Stack::new(SimConfig::default(), &[], true).await;
-    let response = s
-        .chat(hello("openai/gpt-4.1-mini"))
-        .send()
-        .await
-        .expect("send");
+    let response = s.hello("openai/gpt-4.1-mini", &[]).await;
     let (status, _, body) = read(response).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["object"], "chat.completion");
 
-    let response = s.chat(hello("openai/gpt-9")).send().await.expect("send");
+    let response = s.hello("openai/gpt-9", &[]).await;
     let message = expect_error(response, StatusCode::NOT_FOUND, "model_not_found").await;
     assert!(message.contains("gpt-4o-mini"), "{message}");
 
-    let response = s.chat(hello("gpt-4o")).send().await.expect("send");
+    let response = s.hello("gpt-4o", &[]).await;
     let message = expect_error(response, StatusCode::NOT_FOUND, "unknown_route").await;
     for route in ["claude", "openai", "sentiment", "summarize"] {
         assert!(message.contains(route), "{message}");
@@ -238,7 +148,7 @@ async fn route_slash_model_is_accepted_and_unknown_models_are_404() {
 #[tokio::test]
 async fn models_lists_routes_and_their_target_models() {
     let s = Stack::new(SimConfig::default(), &[], true).await;
-    let response = s.http.get(s.url("/v1/models")).send().await.expect("send");
+    let response = s.get("/v1/models").await;
     let (status, id, body) = read(response).await;
     assert_eq!(status, StatusCode::OK);
     assert!(id.is_some());
@@ -265,46 +175,32 @@ async fn models_lists_routes_and_their_target_models() {
 #[tokio::test]
 async fn bad_requests_are_400_before_reaching_the_broker() {
     let s = Stack::new(SimConfig::default(), &[], true).await;
-    let malformed = s
-        .http
-        .post(s.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .expect("send");
+    let malformed = send(
+        s.http
+            .post(s.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
     let message = expect_error(malformed, StatusCode::BAD_REQUEST, "bad_request").await;
     assert!(message.contains("not valid JSON"), "{message}");
 
-    let no_messages = s
-        .chat(json!({"model": "openai"}))
-        .send()
-        .await
-        .expect("send");
+    let no_messages = send(s.chat(json!({"model": "openai"}))).await;
     expect_error(no_messages, StatusCode::BAD_REQUEST, "bad_request").await;
 
-    let empty = s
-        .chat(json!({"model": "openai", "messages": []}))
-        .send()
-        .await
-        .expect("send");
+    let empty = send(s.chat(json!({"model": "openai", "messages": []}))).await;
     expect_error(empty, StatusCode::BAD_REQUEST, "bad_request").await;
 
     // A stream that fails before its first chunk is a plain HTTP error (tests/streaming.rs
     // has the streams themselves).
-    let bad_stream = s
-        .chat(json!({"model": "openai", "stream": true, "messages": [{"role": "user"}]}))
-        .send()
-        .await
-        .expect("send");
+    let bad_stream =
+        send(s.chat(json!({"model": "openai", "stream": true, "messages": [{"role": "user"}]})))
+            .await;
     expect_error(bad_stream, StatusCode::BAD_REQUEST, "bad_request").await;
 
     // The worker's own validation comes back as a 400 too.
-    let bad_content = s
-        .chat(json!({"model": "openai", "messages": [{"role": "user"}]}))
-        .send()
-        .await
-        .expect("send");
+    let bad_content =
+        send(s.chat(json!({"model": "openai", "messages": [{"role": "user"}]}))).await;
     expect_error(bad_content, StatusCode::BAD_REQUEST, "bad_request").await;
     s.stop().await;
 }
@@ -315,36 +211,30 @@ async fn api_keys_are_required_when_set() {
         o.keys = ApiKeys::parse("sk-gw-one,sk-gw-two");
     })
     .await;
-    let none = s.chat(hello("openai")).send().await.expect("send");
+    let none = s.hello("openai", &[]).await;
     let message = expect_error(none, StatusCode::UNAUTHORIZED, "invalid_api_key").await;
     assert!(message.contains("Bearer"), "{message}");
 
     let wrong = s
-        .chat(hello("openai"))
-        .bearer_auth("sk-gw-three")
-        .send()
-        .await
-        .expect("send");
+        .hello("openai", &[("authorization", "Bearer sk-gw-three")])
+        .await;
     let message = expect_error(wrong, StatusCode::UNAUTHORIZED, "invalid_api_key").await;
     assert!(
         !message.contains("sk-gw"),
         "the error quotes a key: {message}"
     );
 
-    let models = s.http.get(s.url("/v1/models")).send().await.expect("send");
+    let models = s.get("/v1/models").await;
     assert_eq!(models.status(), StatusCode::UNAUTHORIZED);
 
     for key in ["sk-gw-one", "sk-gw-two"] {
         let ok = s
-            .chat(hello("openai"))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("send");
+            .hello("openai", &[("authorization", &format!("Bearer {key}"))])
+            .await;
         assert_eq!(ok.status(), StatusCode::OK, "key {key}");
     }
     // Health and metrics stay open for probes and scrapers.
-    let health = s.http.get(s.url("/health")).send().await.expect("send");
+    let health = s.get("/health").await;
     assert_eq!(health.status(), StatusCode::OK);
     s.stop().await;
 }
@@ -356,10 +246,10 @@ async fn oversized_bodies_are_413() {
         "model": "openai",
         "messages": [{ "role": "user", "content": "x".repeat(4096) }],
     });
-    let response = s.chat(big).send().await.expect("send");
+    let response = send(s.chat(big)).await;
     let message = expect_error(response, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
     assert!(message.contains("2048"), "{message}");
-    let small = s.chat(hello("openai")).send().await.expect("send");
+    let small = s.hello("openai", &[]).await;
     assert_eq!(small.status(), StatusCode::OK);
     s.stop().await;
 }
@@ -372,20 +262,10 @@ async fn per_key_rate_limit_is_429_with_retry_after() {
     })
     .await;
     for _ in 0..2 {
-        let ok = s
-            .chat(hello("openai"))
-            .bearer_auth("sk-a")
-            .send()
-            .await
-            .expect("send");
+        let ok = s.hello("openai", &[("authorization", "Bearer sk-a")]).await;
         assert_eq!(ok.status(), StatusCode::OK);
     }
-    let limited = s
-        .chat(hello("openai"))
-        .bearer_auth("sk-a")
-        .send()
-        .await
-        .expect("send");
+    let limited = s.hello("openai", &[("authorization", "Bearer sk-a")]).await;
     let retry_after = limited
         .headers()
         .get("retry-after")
@@ -399,12 +279,7 @@ async fn per_key_rate_limit_is_429_with_retry_after() {
     )
     .await;
     // Another key has its own budget.
-    let other = s
-        .chat(hello("openai"))
-        .bearer_auth("sk-b")
-        .send()
-        .await
-        .expect("send");
+    let other = s.hello("openai", &[("authorization", "Bearer sk-b")]).await;
     assert_eq!(other.status(), StatusCode::OK);
     s.stop().await;
 }
@@ -417,7 +292,7 @@ async fn upstream_failure_is_502() {
     };
     let env = [("LLM_ROUTER__ROUTES__CLAUDE__RETRY__BASE_DELAY", "1ms")];
     let s = Stack::new(sim, &env, true).await;
-    let response = s.chat(hello("claude")).send().await.expect("send");
+    let response = s.hello("claude", &[]).await;
     let message = expect_error(response, StatusCode::BAD_GATEWAY, "upstream_failed").await;
     assert!(message.contains("500"), "{message}");
     s.stop().await;
@@ -430,12 +305,7 @@ async fn upstream_timeout_is_504() {
         ..SimConfig::default()
     };
     let s = Stack::new(sim, &[], true).await;
-    let response = s
-        .chat(hello("claude"))
-        .header("x-request-timeout", "1")
-        .send()
-        .await
-        .expect("send");
+    let response = s.hello("claude", &[("x-request-timeout", "1")]).await;
     let message = expect_error(response, StatusCode::GATEWAY_TIMEOUT, "upstream_timeout").await;
     assert!(message.contains("route 'claude'"), "{message}");
     s.stop().await;
@@ -451,12 +321,7 @@ async fn every_target_rate_limited_is_429() {
     // One request a minute: within three tries (a second each) the budget runs out, and
     // the first refusal must be the route's 429.
     for _ in 0..3 {
-        let response = s
-            .chat(hello("claude"))
-            .header("x-request-timeout", "1")
-            .send()
-            .await
-            .expect("send");
+        let response = s.hello("claude", &[("x-request-timeout", "1")]).await;
         if response.status() == StatusCode::OK {
             continue;
         }
@@ -472,12 +337,7 @@ async fn every_target_rate_limited_is_429() {
 async fn no_worker_is_504_saying_to_start_workers() {
     let s = Stack::new(SimConfig::default(), &[], false).await;
     let started = std::time::Instant::now();
-    let response = s
-        .chat(hello("openai"))
-        .header("x-request-timeout", "0.5")
-        .send()
-        .await
-        .expect("send");
+    let response = s.hello("openai", &[("x-request-timeout", "0.5")]).await;
     let message = expect_error(response, StatusCode::GATEWAY_TIMEOUT, "no_worker").await;
     assert!(message.contains("no worker answered"), "{message}");
     assert!(message.contains("workers are running"), "{message}");
@@ -493,16 +353,15 @@ async fn unreachable_broker_is_503_and_not_ready() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = closed.local_addr().expect("addr").to_string();
     drop(closed);
-    let sim = start_sim(SimConfig::default()).await;
-    let gateway = start_gateway(address, &config(&sim, &[]), |_| {}).await;
+    let sim = stack::start_sim(SimConfig::default()).await;
+    let gateway = stack::start_gateway(address, &stack::sim_routes(&sim, &[]), |_| {}).await;
     let http = reqwest::Client::new();
     let url = gateway.url();
-    let response = http
-        .post(format!("{url}/v1/chat/completions"))
-        .json(&hello("openai"))
-        .send()
-        .await
-        .expect("send");
+    let response = send(
+        http.post(format!("{url}/v1/chat/completions"))
+            .json(&hello("openai")),
+    )
+    .await;
     let message = expect_error(
         response,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -510,7 +369,7 @@ async fn unreachable_broker_is_503_and_not_ready() {
     )
     .await;
     assert!(message.contains("broker"), "{message}");
-    let ready = http.get(format!("{url}/ready")).send().await.expect("send");
+    let ready = send(http.get(format!("{url}/ready"))).await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     gateway.stop().await;
     sim.shutdown.cancel();
@@ -521,22 +380,19 @@ async fn broker_gone_after_start_is_503() {
     let s = Stack::new(SimConfig::default(), &[], true).await;
     let Stack {
         broker,
-        sim,
-        worker,
+        sims,
+        workers,
         gateway,
         http,
+        ..
     } = s;
-    if let Some((stop, task)) = worker {
-        stop.cancel();
-        let _ = task.await;
-    }
+    stack::stop_workers(workers).await;
     broker.stop().await;
-    let response = http
-        .post(format!("{}/v1/chat/completions", gateway.url()))
-        .json(&hello("openai"))
-        .send()
-        .await
-        .expect("send");
+    let response = send(
+        http.post(format!("{}/v1/chat/completions", gateway.url()))
+            .json(&hello("openai")),
+    )
+    .await;
     expect_error(
         response,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -544,18 +400,15 @@ async fn broker_gone_after_start_is_503() {
     )
     .await;
     gateway.stop().await;
-    sim.shutdown.cancel();
+    for sim in sims {
+        sim.shutdown.cancel();
+    }
 }
 
 #[tokio::test]
 async fn unknown_paths_are_openai_shaped_404s() {
     let s = Stack::new(SimConfig::default(), &[], false).await;
-    let response = s
-        .http
-        .get(s.url("/v1/embeddings"))
-        .send()
-        .await
-        .expect("send");
+    let response = s.get("/v1/embeddings").await;
     expect_error(response, StatusCode::NOT_FOUND, "not_found").await;
     s.stop().await;
 }
@@ -614,12 +467,11 @@ async fn the_query_carries_json_mode_request_id_and_pin() {
     let s = Stack::new(SimConfig::default(), &[], false).await;
     let (_client, _sub, mut queries) = fake_worker(&s.broker).await;
     let response = s
-        .chat(hello("openai/gpt-4.1-mini"))
-        .header("x-request-id", "trace-7")
-        .header("x-request-timeout", "5")
-        .send()
-        .await
-        .expect("send");
+        .hello(
+            "openai/gpt-4.1-mini",
+            &[("x-request-id", "trace-7"), ("x-request-timeout", "5")],
+        )
+        .await;
     let (status, id, body) = read(response).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(id.as_deref(), Some("trace-7"));
@@ -643,7 +495,7 @@ async fn the_query_carries_json_mode_request_id_and_pin() {
     assert_eq!(sent["messages"][0]["content"], "hello gateway");
 
     // A failure the gateway cannot read is a 502 carrying the worker's error text.
-    let response = s.chat(hello("openai")).send().await.expect("send");
+    let response = s.hello("openai", &[]).await;
     let message = expect_error(response, StatusCode::BAD_GATEWAY, "bad_worker_reply").await;
     assert!(message.contains("worker exploded"), "{message}");
     let q = queries.recv().await.expect("the second query");

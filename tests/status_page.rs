@@ -5,49 +5,23 @@
 
 mod common;
 
-use common::TestBroker;
+use common::stack::{self, job_file, start_sim, Stack};
 use llm_router::batch::submit::{self, SubmitOptions};
 use llm_router::config::RouterConfig;
-use llm_router::gateway::{self, GatewayOptions, RunningGateway};
 use llm_router::kubemq::client::{Client, ClientOptions};
 use llm_router::kubemq::queues::QueueClient;
-use llm_router::routing::Router;
 use llm_router::sim::{RunningSim, SimConfig};
-use llm_router::worker::{self, Status, WorkerError, WorkerOptions};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 const WORKERS: [&str; 2] = ["status-worker-1", "status-worker-2"];
 const LINES: u64 = 30;
 
-struct Stack {
-    broker: TestBroker,
-    sims: [RunningSim; 2],
-    workers: Vec<(CancellationToken, JoinHandle<Result<(), WorkerError>>)>,
-    gateway: RunningGateway,
-    http: reqwest::Client,
-}
-
-async fn start_sim(sim: SimConfig) -> RunningSim {
-    llm_router::sim::start(SimConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        ..sim
-    })
-    .await
-    .expect("start sim")
-}
-
 /// The default routes on the slow sim, except `anthropic` (the `claude` route), which
 /// always fails; the OpenAI endpoints take one call at a time per worker and 600 rpm.
 fn config(slow: &RunningSim, failing: &RunningSim) -> RouterConfig {
-    let mut config = llm_router::config::load_with_env(None, &HashMap::new())
-        .expect("config")
-        .with_sim(&slow.base_url());
+    let mut config = stack::sim_routes(slow, &[]);
     for endpoint in &mut config.endpoints {
         if endpoint.name == "anthropic" {
             endpoint.base_url = failing.base_url();
@@ -59,27 +33,8 @@ fn config(slow: &RunningSim, failing: &RunningSim) -> RouterConfig {
     config
 }
 
-async fn start_worker(
-    broker: &TestBroker,
-    config: &RouterConfig,
-    id: &str,
-) -> (CancellationToken, JoinHandle<Result<(), WorkerError>>) {
-    let router = Arc::new(Router::new(config, reqwest::Client::new()).expect("router"));
-    let status = Arc::new(Status::default());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(worker::run(
-        WorkerOptions::new(broker.grpc_address(), id),
-        router,
-        status.clone(),
-        stop.clone().cancelled_owned(),
-    ));
-    common::eventually("worker subscribed", || status.is_ready()).await;
-    (stop, task)
-}
-
 impl Stack {
     async fn new() -> Self {
-        let broker = common::start_broker().await;
         let slow = start_sim(SimConfig {
             latency_ms: 300,
             ..SimConfig::default()
@@ -91,20 +46,8 @@ impl Stack {
         })
         .await;
         let config = config(&slow, &failing);
-        let mut workers = Vec::new();
-        for id in WORKERS {
-            workers.push(start_worker(&broker, &config, id).await);
-        }
-        let options =
-            GatewayOptions::new(broker.grpc_address(), "127.0.0.1:0".parse().expect("addr"));
-        let gateway = gateway::start(options, &config).await.expect("gateway");
-        Self {
-            broker,
-            sims: [slow, failing],
-            workers,
-            gateway,
-            http: reqwest::Client::new(),
-        }
+        let workers = WORKERS.map(str::to_owned);
+        Self::start(vec![slow, failing], config, workers, |_| {}).await
     }
 
     async fn status(&self) -> Value {
@@ -140,18 +83,6 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-
-    async fn stop(self) {
-        self.gateway.stop().await;
-        for (stop, task) in self.workers {
-            stop.cancel();
-            let _ = task.await;
-        }
-        for sim in self.sims {
-            sim.shutdown.cancel();
-        }
-        self.broker.stop().await;
-    }
 }
 
 fn named<'a>(doc: &'a Value, list: &str, name: &str) -> Option<&'a Value> {
@@ -161,21 +92,6 @@ fn named<'a>(doc: &'a Value, list: &str, name: &str) -> Option<&'a Value> {
         "name"
     };
     doc[list].as_array()?.iter().find(|v| v[key] == name)
-}
-
-fn job_file(n: u64) -> String {
-    (0..n)
-        .map(|i| {
-            json!({
-                "custom_id": format!("req-{i}"),
-                "method": "POST",
-                "url": "/v1/chat/completions",
-                "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("say {i}")}]},
-            })
-            .to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Chat requests to the always-failing `claude` route through the gateway, at once.
@@ -253,10 +169,16 @@ async fn status_json_shows_routes_workers_open_circuits_and_batch_progress() {
         input: "status.jsonl".to_owned(),
     };
     let routes = vec!["openai".to_owned(), "claude".to_owned()];
-    let job = submit::submit(&client, &queues, &job_file(LINES), &routes, &options)
-        .await
-        .expect("submit")
-        .job;
+    let job = submit::submit(
+        &client,
+        &queues,
+        &job_file(LINES as usize),
+        &routes,
+        &options,
+    )
+    .await
+    .expect("submit")
+    .job;
     let running = stack
         .until("the job running part way", Duration::from_secs(20), |doc| {
             named(doc, "jobs", &job)

@@ -4,41 +4,17 @@
 
 mod common;
 
-use common::TestBroker;
+use common::stack::{self, start_sim, Stack};
 use llm_router::config::RouterConfig;
-use llm_router::gateway::{self, GatewayOptions, RunningGateway};
 use llm_router::provider::sse::SseParser;
 use llm_router::provider::ProviderKind;
-use llm_router::routing::Router;
 use llm_router::sim::{RunningSim, SimConfig};
-use llm_router::worker::{self, Status, WorkerError, WorkerOptions};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// Eight chunks from the sim: `sim: `, then one per word.
 const PROMPT: &str = "one two three four five six seven";
-
-/// Broker, one worker and the gateway over the given config.
-struct Stack {
-    broker: TestBroker,
-    worker: (CancellationToken, JoinHandle<Result<(), WorkerError>>),
-    gateway: RunningGateway,
-    http: reqwest::Client,
-}
-
-async fn start_sim(config: SimConfig) -> RunningSim {
-    llm_router::sim::start(SimConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        ..config
-    })
-    .await
-    .expect("start sim")
-}
 
 fn slow(chunk_delay_ms: u64) -> SimConfig {
     SimConfig {
@@ -50,9 +26,7 @@ fn slow(chunk_delay_ms: u64) -> SimConfig {
 /// The default routes on `sim`; the `openai` route's backup endpoint on `backup` when
 /// given (its primary stays on `sim`).
 fn config(sim: &RunningSim, backup: Option<&RunningSim>) -> RouterConfig {
-    let mut config = llm_router::config::load_with_env(None, &HashMap::new())
-        .expect("config")
-        .with_sim(&sim.base_url());
+    let mut config = stack::sim_routes(sim, &[]);
     if let Some(backup) = backup {
         endpoint(&mut config, "openai-backup").base_url = backup.base_url();
     }
@@ -70,47 +44,13 @@ fn endpoint<'a>(
         .expect("endpoint in the default config")
 }
 
+/// Broker, one worker and the gateway over `config`; the test keeps its sims.
 impl Stack {
     async fn new(config: &RouterConfig) -> Self {
-        let broker = common::start_broker().await;
-        let router = Arc::new(Router::new(config, reqwest::Client::new()).expect("router"));
-        let status = Arc::new(Status::default());
-        let stop = CancellationToken::new();
-        let options = WorkerOptions::new(broker.grpc_address(), "stream-test-worker");
-        let task = tokio::spawn(worker::run(
-            options,
-            router,
-            status.clone(),
-            stop.clone().cancelled_owned(),
-        ));
-        common::eventually("worker subscribed", || status.is_ready()).await;
-        let options =
-            GatewayOptions::new(broker.grpc_address(), "127.0.0.1:0".parse().expect("addr"));
-        let gateway = gateway::start(options, config).await.expect("gateway");
-        let stack = Self {
-            broker,
-            worker: (stop, task),
-            gateway,
-            http: reqwest::Client::new(),
-        };
+        let worker = ["stream-test-worker".to_owned()];
+        let stack = Self::start(Vec::new(), config.clone(), worker, |_| {}).await;
         stack.wait_ready().await;
         stack
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.gateway.url())
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let ready = self.http.get(self.url("/ready")).send().await;
-            if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "gateway never ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 
     /// Starts a streamed chat on `model` and returns the response once its head is in.
@@ -128,13 +68,6 @@ impl Stack {
     async fn metrics(&self) -> String {
         let response = self.http.get(self.url("/metrics")).send().await;
         response.expect("metrics").text().await.expect("body")
-    }
-
-    async fn stop(self) {
-        self.gateway.stop().await;
-        self.worker.0.cancel();
-        let _ = self.worker.1.await;
-        self.broker.stop().await;
     }
 }
 

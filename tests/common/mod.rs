@@ -8,6 +8,8 @@ use llm_router::kubemq::kubemq_client::KubemqClient;
 use std::net::{IpAddr, Ipv4Addr};
 use tonic::transport::Channel;
 
+pub mod stack;
+
 /// A broker serving on 127.0.0.1 with ephemeral ports and its own temporary data dir.
 pub struct TestBroker {
     pub running: RunningBroker,
