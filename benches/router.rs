@@ -23,19 +23,19 @@
 )]
 
 mod common;
-use common::{free_port, percentile, process_cpu_seconds, wait_for_port, wait_ready, Proc};
+use common::{
+    env_or, open_loop, percentile, process_cpu_seconds, spawn_broker, spawn_sim, spawn_worker,
+    wait_for_port, Proc, Runs, BUILTIN_ROUTES_OFF, WARM_UP,
+};
 use kubemq::{KubemqClient, Query};
-use std::future::Future;
 use std::path::Path;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::time::MissedTickBehavior;
 
 const PROMPT: &str = "Say hello to the router benchmark.";
 const MAX_IN_FLIGHT: usize = 256;
-const WARM_UP: Duration = Duration::from_secs(1);
 
 /// The processes of one run.
 /// Fields drop in order: the worker stops before the broker it is subscribed to.
@@ -50,61 +50,17 @@ struct Setup {
 impl Setup {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let sim = |latency: u64| {
-            let port = free_port();
-            let listen = format!("127.0.0.1:{port}");
-            let latency = latency.to_string();
-            let p = Proc::spawn(
-                &[
-                    "sim-provider",
-                    "--listen",
-                    &listen,
-                    "--latency-ms",
-                    &latency,
-                ],
-                &[],
-            );
-            (p, port)
-        };
-        let sim0 = sim(0);
-        let sim60 = sim(60);
-        let grpc = free_port();
-        let rest = free_port();
-        let data = dir.path().join("broker");
-        let broker = Proc::spawn(
-            &[
-                "broker",
-                "--grpc-port",
-                &grpc.to_string(),
-                "--rest-port",
-                &rest.to_string(),
-                "--data-dir",
-            ],
-            &[data.as_os_str()],
-        );
+        let sim0 = spawn_sim(&["--latency-ms", "0"]);
+        let sim60 = spawn_sim(&["--latency-ms", "60"]);
+        let broker = spawn_broker(dir.path());
         wait_for_port(sim0.1);
         wait_for_port(sim60.1);
-        wait_for_port(grpc);
         let config = dir.path().join("config");
         write_config(&config, sim0.1, sim60.1);
-        let metrics = free_port();
-        let worker = Proc::spawn(
-            &[
-                "worker",
-                "--broker",
-                &format!("127.0.0.1:{grpc}"),
-                "--metrics-port",
-                &metrics.to_string(),
-                "--id",
-                "bench-worker",
-                "--config",
-            ],
-            &[config.as_os_str()],
-        );
-        wait_ready(metrics).await;
+        let worker = spawn_worker(broker.1, &config, "bench-worker").await;
         Self {
-            worker: (worker, metrics),
-            broker: (broker, grpc),
+            worker,
+            broker,
             sim0,
             sim60,
             _dir: dir,
@@ -140,16 +96,7 @@ targets = [{{ endpoint = "sim0", model = "sim-model" }}]
 [routes.bench60]
 channel = "bench60_requests"
 targets = [{{ endpoint = "sim60", model = "sim-model" }}]
-
-[routes.openai]
-enabled = false
-[routes.claude]
-enabled = false
-[routes.summarize]
-enabled = false
-[routes.sentiment]
-enabled = false
-"#
+{BUILTIN_ROUTES_OFF}"#
     );
     std::fs::write(dir.join("bench.toml"), toml).unwrap();
 }
@@ -184,57 +131,6 @@ impl Clients {
             Err(_) => false,
         }
     }
-}
-
-/// Latencies of the measured window, sorted, and the requests that failed in it.
-struct Phase {
-    lat: Vec<Duration>,
-    failed: usize,
-    /// Requests completed per second of the measured window.
-    rate: f64,
-}
-
-/// Open loop: one request started every 1/rate s (missed ticks burst); requests started in
-/// the first `WARM_UP` are not counted. Latency is from the task's start to its answer.
-async fn open_loop<F, Fut>(rate: f64, measure: Duration, request: F) -> Phase
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = bool> + Send + 'static,
-{
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    let start = Instant::now();
-    let end = start + WARM_UP + measure;
-    let mut tasks = Vec::with_capacity(((WARM_UP + measure).as_secs_f64() * rate) as usize);
-    loop {
-        tick.tick().await;
-        let now = Instant::now();
-        if now >= end {
-            break;
-        }
-        let counted = now >= start + WARM_UP;
-        let fut = request();
-        tasks.push(tokio::spawn(async move {
-            let t = Instant::now();
-            let ok = fut.await;
-            (counted, t.elapsed(), ok)
-        }));
-    }
-    let mut lat = Vec::new();
-    let mut failed = 0;
-    for t in tasks {
-        let (counted, d, ok) = t.await.unwrap();
-        if counted {
-            if ok {
-                lat.push(d);
-            } else {
-                failed += 1;
-            }
-        }
-    }
-    lat.sort();
-    let rate = lat.len() as f64 / measure.as_secs_f64();
-    Phase { lat, failed, rate }
 }
 
 /// Closed loop: `MAX_IN_FLIGHT` senders on the 0 ms route for 1 s warm-up + `measure`.
@@ -306,27 +202,14 @@ async fn max_rate(setup: &Setup, clients: &Clients, measure: Duration) -> MaxFig
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let seconds: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
-    let measure = Duration::from_secs(seconds);
+    let runs: usize = env_or("BENCH_RUNS", 3);
+    let measure = Duration::from_secs(env_or("BENCH_SECONDS", 5));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    // (name, per-run values)
-    let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut rows = Runs::default();
     let mut failures = 0usize;
     for run in 0..runs {
         let mut values: Vec<(String, f64)> = Vec::new();
@@ -442,24 +325,8 @@ fn main() {
                 ),
             ]);
         });
-        if rows.is_empty() {
-            rows = values
-                .iter()
-                .map(|(n, _)| (n.clone(), Vec::new()))
-                .collect();
-        }
-        for (row, (_, v)) in rows.iter_mut().zip(values) {
-            row.1.push(v);
-        }
+        rows.push(values);
     }
     println!("\nfailed requests, all runs and phases: {failures}");
-    println!("\n| figure | median of {runs} | runs |\n|---|---|---|");
-    for (name, values) in rows {
-        let shown: Vec<String> = values.iter().map(|v| format!("{v:.3}")).collect();
-        println!(
-            "| {name} | {:.3} | {} |",
-            median(values.clone()),
-            shown.join(", ")
-        );
-    }
+    println!("\n{}", rows.table());
 }

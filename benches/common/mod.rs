@@ -92,10 +92,10 @@ impl Drop for Proc {
     }
 }
 
-/// Waits up to 20 s for a worker's /ready on its metrics port.
-pub async fn wait_ready(metrics_port: u16) {
+/// Waits up to 20 s for /ready on `port` (a worker's metrics port, the gateway's port).
+pub async fn wait_ready(port: u16) {
     let http = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{metrics_port}/ready");
+    let url = format!("http://127.0.0.1:{port}/ready");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(r) = http.get(&url).send().await {
@@ -103,7 +103,196 @@ pub async fn wait_ready(metrics_port: u16) {
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "worker did not become ready");
+        assert!(
+            Instant::now() < deadline,
+            "port {port} did not become ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A numeric setting from the environment, or `default` when unset or unparsable.
+pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The routes every config file gets by default, switched off so the benches need no keys.
+pub const BUILTIN_ROUTES_OFF: &str = r#"
+[routes.openai]
+enabled = false
+[routes.claude]
+enabled = false
+[routes.summarize]
+enabled = false
+[routes.sentiment]
+enabled = false
+"#;
+
+/// `llm-router sim-provider` on a free port with `args` after the listen address.
+pub fn spawn_sim(args: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut all = vec!["sim-provider", "--listen", &listen];
+    all.extend_from_slice(args);
+    (Proc::spawn(&all, &[]), port)
+}
+
+/// `llm-router broker` (default fsync) with its data under `dir`; returns its gRPC port
+/// once it listens.
+pub fn spawn_broker(dir: &std::path::Path) -> (Proc, u16) {
+    let grpc = free_port();
+    let rest = free_port();
+    let data = dir.join("broker");
+    let broker = Proc::spawn(
+        &[
+            "broker",
+            "--grpc-port",
+            &grpc.to_string(),
+            "--rest-port",
+            &rest.to_string(),
+            "--data-dir",
+        ],
+        &[data.as_os_str()],
+    );
+    wait_for_port(grpc);
+    (broker, grpc)
+}
+
+/// `llm-router worker` with `id` on the broker's gRPC port; returns its metrics port once
+/// it is ready.
+pub async fn spawn_worker(grpc: u16, config: &std::path::Path, id: &str) -> (Proc, u16) {
+    let metrics = free_port();
+    let worker = Proc::spawn(
+        &[
+            "worker",
+            "--broker",
+            &format!("127.0.0.1:{grpc}"),
+            "--metrics-port",
+            &metrics.to_string(),
+            "--id",
+            id,
+            "--config",
+        ],
+        &[config.as_os_str()],
+    );
+    wait_ready(metrics).await;
+    (worker, metrics)
+}
+
+/// Requests started in the first `WARM_UP` of an open loop are not counted.
+pub const WARM_UP: Duration = Duration::from_secs(1);
+
+/// Latencies of an open loop's measured window, sorted, and the requests that failed in it.
+pub struct Phase {
+    pub lat: Vec<Duration>,
+    pub failed: usize,
+    /// Requests completed per second of the measured window.
+    pub rate: f64,
+    /// Requests started, warm-up included (for CPU per request).
+    pub sent: usize,
+}
+
+/// Open loop: one request started every 1/rate s (missed ticks burst) for `WARM_UP` +
+/// `measure`. Latency is from the task's start to its answer; `request`'s future says
+/// whether the answer was a success.
+pub async fn open_loop<F, Fut>(rate: f64, measure: Duration, request: F) -> Phase
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    open_loop_timed(rate, measure, || {
+        let fut = request();
+        async move {
+            let t = Instant::now();
+            fut.await.then(|| t.elapsed())
+        }
+    })
+    .await
+}
+
+/// As [`open_loop`], for requests that time themselves (time to first chunk, say): the
+/// future gives its latency, or `None` when the request failed. It starts when its task
+/// does, on the tick.
+pub async fn open_loop_timed<F, Fut>(rate: f64, measure: Duration, request: F) -> Phase
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<Duration>> + Send + 'static,
+{
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now();
+    let end = start + WARM_UP + measure;
+    let mut tasks = Vec::with_capacity(((WARM_UP + measure).as_secs_f64() * rate) as usize);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let counted = now >= start + WARM_UP;
+        let fut = request();
+        tasks.push(tokio::spawn(async move { (counted, fut.await) }));
+    }
+    let sent = tasks.len();
+    let mut lat = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (false, _) => {}
+            (true, Some(d)) => lat.push(d),
+            (true, None) => failed += 1,
+        }
+    }
+    lat.sort();
+    let rate = lat.len() as f64 / measure.as_secs_f64();
+    Phase {
+        lat,
+        failed,
+        rate,
+        sent,
+    }
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Named figures collected run by run, printed as a table of medians with every run's value.
+#[derive(Default)]
+pub struct Runs {
+    rows: Vec<(String, Vec<f64>)>,
+}
+
+impl Runs {
+    /// Adds one run's figures; every run must name the same figures in the same order.
+    pub fn push(&mut self, values: Vec<(String, f64)>) {
+        if self.rows.is_empty() {
+            self.rows = values
+                .iter()
+                .map(|(n, _)| (n.clone(), Vec::new()))
+                .collect();
+        }
+        for (row, (_, v)) in self.rows.iter_mut().zip(values) {
+            row.1.push(v);
+        }
+    }
+
+    /// The markdown table: figure, median over the runs, each run's value.
+    pub fn table(&self) -> String {
+        let runs = self.rows.first().map_or(0, |r| r.1.len());
+        let mut out = format!("| figure | median of {runs} | runs |\n|---|---|---|\n");
+        for (name, values) in &self.rows {
+            let shown: Vec<String> = values.iter().map(|v| format!("{v:.3}")).collect();
+            out.push_str(&format!(
+                "| {name} | {:.3} | {} |\n",
+                median(values.clone()),
+                shown.join(", ")
+            ));
+        }
+        out
     }
 }
