@@ -72,13 +72,20 @@ impl Tally {
     }
 }
 
-/// Makes one attempt at `target` before `deadline`; `req` already names the target's model.
-pub async fn attempt(
+/// What an attempt needs before its call: the breaker's leave, the endpoint's budget, and
+/// how long the call may take (the endpoint's timeout, cut to the deadline).
+pub struct Leave {
+    pub admission: Admission,
+    pub budget: Budget,
+    pub timeout: Duration,
+}
+
+/// Gets leave for one attempt at `target` before `deadline`, or says why not.
+pub async fn leave(
     target: &Target,
     req: &ChatRequest,
     deadline: Instant,
-    tally: &Tally,
-) -> Result<ChatResponse, AttemptError> {
+) -> Result<Leave, AttemptError> {
     let endpoint = &target.endpoint;
     if Instant::now() >= deadline {
         return Err(AttemptError::Deadline);
@@ -93,7 +100,26 @@ pub async fn attempt(
     if remaining.is_zero() {
         return Err(AttemptError::Deadline);
     }
-    let timeout = endpoint.timeout.min(remaining);
+    Ok(Leave {
+        admission,
+        budget,
+        timeout: endpoint.timeout.min(remaining),
+    })
+}
+
+/// Makes one attempt at `target` before `deadline`; `req` already names the target's model.
+pub async fn attempt(
+    target: &Target,
+    req: &ChatRequest,
+    deadline: Instant,
+    tally: &Tally,
+) -> Result<ChatResponse, AttemptError> {
+    let endpoint = &target.endpoint;
+    let Leave {
+        admission,
+        budget,
+        timeout,
+    } = leave(target, req, deadline).await?;
     let result = call(endpoint, admission, &budget, req, timeout).await;
     if tally.add_call() > 1 {
         metrics::retry(&endpoint.name);

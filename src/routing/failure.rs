@@ -26,6 +26,11 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// What ended the attempts at this target.
+    pub fn error(&self) -> &AttemptError {
+        &self.error
+    }
+
     pub fn new(
         target: &Target,
         error: AttemptError,

@@ -286,23 +286,35 @@ async fn serve(
                         attempts,
                     })
                 }
-                Err(AttemptError::Provider { error, .. }) if error.kind() == FailureKind::Fatal => {
-                    return Err(RouteError::BadRequest {
-                        route: route.name.clone(),
-                        detail: fatal_detail(&target.endpoint.name, &error),
-                    })
+                Err(error) => {
+                    let failure =
+                        Failure::new(target, error, outcome.attempts, outcome.stop, outcome.last);
+                    failed(route, target, failure, &mut failures)?;
                 }
-                Err(error) => failures.push(Failure::new(
-                    target,
-                    error,
-                    outcome.attempts,
-                    outcome.stop,
-                    outcome.last,
-                )),
             }
         }
     }
     Err(failure::give_up(&route.name, &failures))
+}
+
+/// Records a target's failure, or ends the request when no other target can fix it
+/// (the provider said the request itself is wrong).
+fn failed(
+    route: &Route,
+    target: &table::Target,
+    failure: Failure,
+    failures: &mut Vec<Failure>,
+) -> Result<(), RouteError> {
+    if let AttemptError::Provider { error, .. } = failure.error() {
+        if error.kind() == FailureKind::Fatal {
+            return Err(RouteError::BadRequest {
+                route: route.name.clone(),
+                detail: fatal_detail(&target.endpoint.name, error),
+            });
+        }
+    }
+    failures.push(failure);
+    Ok(())
 }
 
 /// Why a failure that no other target can fix ended the request.

@@ -3,13 +3,13 @@
 //! fails over like any other; after it, a failure ends the stream with an error, since
 //! the caller already has part of one answer and another target would splice in a second.
 
-use super::attempt::{verdict, AttemptError, Tally};
+use super::attempt::{leave, verdict, AttemptError, Leave, Tally};
 use super::circuit::{Admission, Verdict};
 use super::failure::{self, Failure};
-use super::limits::{estimate_tokens, Budget};
+use super::limits::Budget;
 use super::table::{self, assign_owned, Endpoint, OwnedInFlight, Route, Target};
-use super::{fatal_detail, metrics, pinned, retry, RouteError};
-use crate::provider::{ChatChunk, ChatRequest, ChatStream, FailureKind, ProviderError, Usage};
+use super::{failed, metrics, pinned, retry, RouteError};
+use crate::provider::{ChatChunk, ChatRequest, ChatStream, ProviderError, Usage};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -168,19 +168,11 @@ pub async fn serve(
                         _in_flight: in_flight,
                     })
                 }
-                Err(AttemptError::Provider { error, .. }) if error.kind() == FailureKind::Fatal => {
-                    return Err(RouteError::BadRequest {
-                        route: route.name.clone(),
-                        detail: fatal_detail(&target.endpoint.name, &error),
-                    })
+                Err(error) => {
+                    let failure =
+                        Failure::new(target, error, outcome.attempts, outcome.stop, outcome.last);
+                    failed(route, target, failure, &mut failures)?;
                 }
-                Err(error) => failures.push(Failure::new(
-                    target,
-                    error,
-                    outcome.attempts,
-                    outcome.stop,
-                    outcome.last,
-                )),
             }
         }
     }
@@ -196,20 +188,11 @@ async fn attempt(
     tally: &Tally,
 ) -> Result<Opened, AttemptError> {
     let endpoint = &target.endpoint;
-    if Instant::now() >= deadline {
-        return Err(AttemptError::Deadline);
-    }
-    let admission = endpoint.circuit.admit().map_err(AttemptError::Circuit)?;
-    let budget = endpoint
-        .limits
-        .acquire(estimate_tokens(req), deadline)
-        .await
-        .map_err(AttemptError::NoBudget)?;
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    if remaining.is_zero() {
-        return Err(AttemptError::Deadline);
-    }
-    let timeout = endpoint.timeout.min(remaining);
+    let Leave {
+        admission,
+        budget,
+        timeout,
+    } = leave(target, req, deadline).await?;
     let started = Instant::now();
     let result = first_chunk(endpoint, req, timeout).await;
     if tally.add_call() > 1 {
