@@ -5,23 +5,20 @@
 
 mod common;
 
+use common::stack::{self, job_file, WorkerTask};
 use common::TestBroker;
 use llm_router::batch::collect::{self, CollectOptions, Progress};
 use llm_router::batch::format::OutputLine;
 use llm_router::batch::history;
 use llm_router::batch::job::{self, JobEvent, JobRecord};
 use llm_router::batch::submit::{self, SubmitError, SubmitOptions};
+use llm_router::config::RouterConfig;
 use llm_router::kubemq::client::{Client, ClientOptions};
 use llm_router::kubemq::queues::QueueClient;
-use llm_router::routing::Router;
 use llm_router::sim::{RunningSim, SimConfig};
-use llm_router::worker::{self, Status, WorkerOptions};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 const ROUTE: &str = "openai";
 /// A route with a single target, for tests about that target's capacity.
@@ -30,11 +27,8 @@ const SINGLE: &str = "claude";
 struct Setup {
     broker: TestBroker,
     sim: RunningSim,
-    env: HashMap<String, String>,
-    workers: Vec<(
-        CancellationToken,
-        JoinHandle<Result<(), worker::WorkerError>>,
-    )>,
+    config: RouterConfig,
+    workers: Vec<WorkerTask>,
     client: Client,
     queues: QueueClient,
     files: tempfile::TempDir,
@@ -42,12 +36,8 @@ struct Setup {
 
 async fn setup(sim: SimConfig, env: &[(&str, &str)]) -> Setup {
     let broker = common::start_broker().await;
-    let sim = llm_router::sim::start(SimConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        ..sim
-    })
-    .await
-    .expect("start sim");
+    let sim = stack::start_sim(sim).await;
+    let config = stack::sim_routes(&sim, env);
     let address = broker.grpc_address();
     let client = Client::connect(ClientOptions::new(&address, "batch-test"))
         .await
@@ -56,10 +46,7 @@ async fn setup(sim: SimConfig, env: &[(&str, &str)]) -> Setup {
     Setup {
         broker,
         sim,
-        env: env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
+        config,
         workers: Vec::new(),
         client,
         queues,
@@ -70,21 +57,9 @@ async fn setup(sim: SimConfig, env: &[(&str, &str)]) -> Setup {
 impl Setup {
     /// A worker replica with its own router (as a separate process would have).
     async fn add_worker(&mut self) {
-        let config = llm_router::config::load_with_env(None, &self.env)
-            .expect("config")
-            .with_sim(&self.sim.base_url());
-        let router = Arc::new(Router::new(&config, reqwest::Client::new()).expect("router"));
         let id = format!("batch-worker-{}", self.workers.len());
-        let status = Arc::new(Status::default());
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(worker::run(
-            WorkerOptions::new(self.broker.grpc_address(), id),
-            router,
-            status.clone(),
-            stop.clone().cancelled_owned(),
-        ));
-        common::eventually("worker ready", || status.is_ready()).await;
-        self.workers.push((stop, task));
+        let worker = stack::start_worker(&self.broker, &self.config, &id).await;
+        self.workers.push(worker);
     }
 
     async fn submit(
@@ -136,30 +111,10 @@ impl Setup {
     }
 
     async fn stop(self) {
-        for (stop, _) in &self.workers {
-            stop.cancel();
-        }
-        for (_, task) in self.workers {
-            let _ = task.await;
-        }
+        stack::stop_workers(self.workers).await;
         self.sim.shutdown.cancel();
         self.broker.stop().await;
     }
-}
-
-fn job_file(n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            serde_json::json!({
-                "custom_id": format!("req-{i}"),
-                "method": "POST",
-                "url": "/v1/chat/completions",
-                "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("say {i}")}]},
-            })
-            .to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn read_lines(path: &Path) -> Vec<OutputLine> {
@@ -328,15 +283,7 @@ async fn a_file_with_bad_lines_is_refused_naming_every_one_and_nothing_is_queued
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_drops_queued_lines_and_keeps_finished_ones() {
     // One slow slot at the endpoint, so the job is still running when it is cancelled.
-    let sim = SimConfig {
-        latency_ms: 100,
-        ..SimConfig::default()
-    };
-    let env = [(
-        "LLM_ROUTER__ENDPOINTS__ANTHROPIC__LIMITS__MAX_CONCURRENCY",
-        "1",
-    )];
-    let mut s = setup(sim, &env).await;
+    let mut s = setup(stack::slow_sim(100), &stack::ONE_CLAUDE_SLOT).await;
     s.add_worker().await;
     let job = s.submit_to(SINGLE, &job_file(60), 3).await.expect("submit");
     let results = job::results_queue(&job.job);
@@ -381,15 +328,7 @@ async fn cancel_drops_queued_lines_and_keeps_finished_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactive_requests_go_ahead_of_queued_batch_lines() {
     // One slot at the endpoint and a slow provider: batch lines queue up for the slot.
-    let sim = SimConfig {
-        latency_ms: 200,
-        ..SimConfig::default()
-    };
-    let env = [(
-        "LLM_ROUTER__ENDPOINTS__ANTHROPIC__LIMITS__MAX_CONCURRENCY",
-        "1",
-    )];
-    let mut s = setup(sim, &env).await;
+    let mut s = setup(stack::slow_sim(200), &stack::ONE_CLAUDE_SLOT).await;
     s.add_worker().await;
     let job = s.submit_to(SINGLE, &job_file(20), 3).await.expect("submit");
     let results = job::results_queue(&job.job);

@@ -4,62 +4,23 @@
 
 mod common;
 
-use common::TestBroker;
+use common::stack::{self, Stack};
 use llm_router::batch::format::OutputLine;
-use llm_router::config::RouterConfig;
-use llm_router::gateway::{self, GatewayOptions, RunningGateway};
-use llm_router::routing::Router;
-use llm_router::sim::{RunningSim, SimConfig};
-use llm_router::worker::{self, Status, WorkerError, WorkerOptions};
+use llm_router::gateway::{GatewayOptions, RunningGateway};
+use llm_router::sim::SimConfig;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
-type Worker = (CancellationToken, JoinHandle<Result<(), WorkerError>>);
-
-struct Stack {
-    broker: TestBroker,
-    sim: RunningSim,
-    config: RouterConfig,
-    workers: Vec<Worker>,
-    gateway: RunningGateway,
-    http: reqwest::Client,
-}
 
 impl Stack {
+    /// Broker, sim, `workers` workers and a gateway whose Batch API answers.
     async fn new(sim: SimConfig, env: &[(&str, &str)], workers: usize) -> Self {
-        let broker = common::start_broker().await;
-        let sim = llm_router::sim::start(SimConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            ..sim
-        })
-        .await
-        .expect("start sim");
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let config = llm_router::config::load_with_env(None, &env)
-            .expect("config")
-            .with_sim(&sim.base_url());
-        let mut started = Vec::new();
-        for i in 0..workers {
-            started.push(start_worker(&broker, &config, i).await);
-        }
-        let gateway = start_gateway(&broker, &config).await;
-        let stack = Self {
-            broker,
-            sim,
-            config,
-            workers: started,
-            gateway,
-            http: reqwest::Client::new(),
-        };
-        stack.wait_ready(&stack.gateway).await;
+        let sim = stack::start_sim(sim).await;
+        let config = stack::sim_routes(&sim, env);
+        let ids = (0..workers).map(worker_id);
+        let stack = Self::start(vec![sim], config, ids, |_| {}).await;
+        stack.wait_batch_api(&stack.gateway).await;
         stack
     }
 
@@ -69,33 +30,15 @@ impl Stack {
     }
 
     async fn replica_with(&self, tune: impl FnOnce(&mut GatewayOptions)) -> RunningGateway {
-        let gateway = start_gateway_with(&self.broker, &self.config, tune).await;
-        self.wait_ready(&gateway).await;
+        let gateway = stack::start_gateway(self.broker.grpc_address(), &self.config, tune).await;
+        self.wait_batch_api(&gateway).await;
         gateway
     }
 
-    async fn wait_ready(&self, gateway: &RunningGateway) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            // Ready means the broker answers; the Batch API connects on its own link.
-            let ready = self
-                .http
-                .get(format!("{}/ready", gateway.url()))
-                .send()
-                .await;
-            let listed = self
-                .http
-                .get(format!("{}/v1/batches", gateway.url()))
-                .send()
-                .await;
-            if ready.is_ok_and(|r| r.status() == StatusCode::OK)
-                && listed.is_ok_and(|r| r.status() == StatusCode::OK)
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "gateway never ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    /// Ready means the broker answers; the Batch API connects on its own link.
+    async fn wait_batch_api(&self, gateway: &RunningGateway) {
+        let urls = ["/ready", "/v1/batches"].map(|path| format!("{}{path}", gateway.url()));
+        stack::wait_ok(&self.http, &urls, Duration::from_secs(10)).await;
     }
 
     fn api(&self) -> Api<'_> {
@@ -104,46 +47,10 @@ impl Stack {
             base: self.gateway.url(),
         }
     }
-
-    async fn stop(self) {
-        self.gateway.stop().await;
-        for (stop, task) in self.workers {
-            stop.cancel();
-            let _ = task.await;
-        }
-        self.sim.shutdown.cancel();
-        self.broker.stop().await;
-    }
 }
 
-async fn start_worker(broker: &TestBroker, config: &RouterConfig, i: usize) -> Worker {
-    let router = Arc::new(Router::new(config, reqwest::Client::new()).expect("router"));
-    let status = Arc::new(Status::default());
-    let stop = CancellationToken::new();
-    let options = WorkerOptions::new(broker.grpc_address(), format!("gwb-worker-{i}"));
-    let task = tokio::spawn(worker::run(
-        options,
-        router,
-        status.clone(),
-        stop.clone().cancelled_owned(),
-    ));
-    common::eventually("worker subscribed", || status.is_ready()).await;
-    (stop, task)
-}
-
-async fn start_gateway(broker: &TestBroker, config: &RouterConfig) -> RunningGateway {
-    start_gateway_with(broker, config, |_| {}).await
-}
-
-async fn start_gateway_with(
-    broker: &TestBroker,
-    config: &RouterConfig,
-    tune: impl FnOnce(&mut GatewayOptions),
-) -> RunningGateway {
-    let mut options =
-        GatewayOptions::new(broker.grpc_address(), "127.0.0.1:0".parse().expect("addr"));
-    tune(&mut options);
-    gateway::start(options, config).await.expect("gateway")
+fn worker_id(i: usize) -> String {
+    format!("gwb-worker-{i}")
 }
 
 /// The HTTP calls of one gateway.
@@ -362,15 +269,7 @@ async fn batch_runs_to_completed_and_a_second_replica_serves_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_keeps_finished_lines_and_reports_the_rest_as_cancelled() {
     // One slow slot at the only claude endpoint: the job is still running when cancelled.
-    let sim = SimConfig {
-        latency_ms: 100,
-        ..SimConfig::default()
-    };
-    let env = [(
-        "LLM_ROUTER__ENDPOINTS__ANTHROPIC__LIMITS__MAX_CONCURRENCY",
-        "1",
-    )];
-    let s = Stack::new(sim, &env, 1).await;
+    let s = Stack::new(stack::slow_sim(100), &stack::ONE_CLAUDE_SLOT, 1).await;
     let a = s.api();
     let n = 60;
     let text = (0..n)
@@ -538,11 +437,13 @@ async fn a_batch_outlives_the_gateway_that_created_it() {
         .as_str()
         .expect("id")
         .to_owned();
-    let first = std::mem::replace(&mut s.gateway, start_gateway(&s.broker, &s.config).await);
+    let second = stack::start_gateway(s.broker.grpc_address(), &s.config, |_| {}).await;
+    let first = std::mem::replace(&mut s.gateway, second);
     first.stop().await;
-    s.wait_ready(&s.gateway).await;
+    s.wait_batch_api(&s.gateway).await;
     for i in 0..2 {
-        s.workers.push(start_worker(&s.broker, &s.config, i).await);
+        let worker = stack::start_worker(&s.broker, &s.config, &worker_id(i)).await;
+        s.workers.push(worker);
     }
     let done = s.api().wait_for(&id, "completed").await;
     assert_eq!(done["request_counts"]["completed"], n, "{done}");

@@ -4,12 +4,13 @@
 
 mod common;
 
+use common::stack;
 use common::TestBroker;
 use kubemq::prelude::*;
 use llm_router::broker::pubsub::stats::Kind;
 use llm_router::routing::Router;
 use llm_router::sim::{RunningSim, SimConfig};
-use llm_router::worker::{self, Status, WorkerError, WorkerOptions};
+use llm_router::worker::{self, Status, WorkerError};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,15 +38,8 @@ struct Setup {
 
 async fn setup(sim: SimConfig) -> Setup {
     let broker = common::start_broker().await;
-    let sim = llm_router::sim::start(SimConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        ..sim
-    })
-    .await
-    .expect("start sim");
-    let config = llm_router::config::load_with_env(None, &HashMap::new())
-        .expect("default config")
-        .with_sim(&sim.base_url());
+    let sim = stack::start_sim(sim).await;
+    let config = stack::sim_routes(&sim, &[]);
     let router = Router::new(&config, reqwest::Client::new()).expect("router");
     Setup {
         broker,
@@ -58,15 +52,7 @@ async fn setup(sim: SimConfig) -> Setup {
 impl Setup {
     /// Starts worker `id` and waits until its subscriptions reached the broker.
     async fn add_worker(&mut self, id: &str) {
-        let status = Arc::new(Status::default());
-        let stop = CancellationToken::new();
-        let options = WorkerOptions::new(self.broker.grpc_address(), id);
-        let task = tokio::spawn(worker::run(
-            options,
-            self.router.clone(),
-            status.clone(),
-            stop.clone().cancelled_owned(),
-        ));
+        let (status, (stop, task)) = stack::spawn_worker(&self.broker, id, self.router.clone());
         let expected = self.workers.len() + 1;
         let b = self.broker.running.broker.clone();
         common::eventually("worker subscribed", || {

@@ -28,6 +28,21 @@ pub async fn start_sim(sim: SimConfig) -> RunningSim {
     .expect("start sim")
 }
 
+/// A sim that answers after `latency_ms`.
+pub fn slow_sim(latency_ms: u64) -> SimConfig {
+    SimConfig {
+        latency_ms,
+        ..SimConfig::default()
+    }
+}
+
+/// One call at a time at the `anthropic` endpoint, the `claude` route's only target: with a
+/// slow sim, batch lines queue up for the slot.
+pub const ONE_CLAUDE_SLOT: [(&str, &str); 1] = [(
+    "LLM_ROUTER__ENDPOINTS__ANTHROPIC__LIMITS__MAX_CONCURRENCY",
+    "1",
+)];
+
 /// The default routes pointed at `sim`, with `env` overrides (`LLM_ROUTER__…`).
 pub fn sim_routes(sim: &RunningSim, env: &[(&str, &str)]) -> RouterConfig {
     let env: HashMap<String, String> = env
