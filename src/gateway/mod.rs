@@ -185,7 +185,10 @@ pub async fn start(
     );
     let stop = shutdown.clone().cancelled_owned();
     let task = tokio::spawn(async move {
+        // Without nodelay a stream's first chunk, a small write right after the response
+        // head, waits for the client's delayed ACK (about 40 ms).
         if let Err(e) = axum::serve(listener, app)
+            .tcp_nodelay(true)
             .with_graceful_shutdown(stop)
             .await
         {
