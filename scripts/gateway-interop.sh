@@ -14,99 +14,29 @@
 #                       openai one is $INTEROP_DIR/openai)
 # Prints one PASS/FAIL line per check and ends with `gateway-interop: N passed, M failed`.
 set -uo pipefail
-export PYTHONDONTWRITEBYTECODE=1
 cd "$(dirname "$0")/.."
-ROOT=$PWD
-BIN=${LLM_ROUTER_BIN:-target/debug/llm-router}
-PYTHON=${PYTHON:-python3}
-INTEROP_DIR=${INTEROP_DIR:-$ROOT/target/python-interop}
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh gateway-interop
 VENV=$INTEROP_DIR/openai
-RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/gateway-interop.XXXXXX")
-UP_PID=""
-PASSED=0
-FAILED=0
 # Test-only keys for this run's gateway; never real ones.
 KEY=sk-interop-$RANDOM$RANDOM
 export LLM_ROUTER_GATEWAY_KEYS="sk-interop-other,$KEY"
 
-cleanup() {
-  if [[ -n $UP_PID ]]; then
-    kill "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null
-  fi
-  rm -rf "$RUN_DIR"
-}
-trap cleanup EXIT
-
-die() {
-  echo "gateway-interop: $*" >&2
-  echo "gateway-interop: $PASSED passed, $((FAILED + 1)) failed"
-  exit 1
-}
-
-pass() { echo "PASS $1"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL $1: $2"; FAILED=$((FAILED + 1)); }
-
-free_port() {
-  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-build() {
-  [[ -x $BIN ]] && return 0
-  local profile=()
-  [[ $BIN == *release* ]] && profile=(--release)
-  echo "building $BIN"
-  cargo build --locked "${profile[@]}" --bin llm-router || die "cannot build llm-router"
-}
-
-make_venv() {
-  [[ -x $VENV/bin/python ]] || "$PYTHON" -m venv "$VENV" || die "cannot create venv $VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check openai \
-    || die "cannot install openai"
-}
-
-start_up() {
+start_router() {
   local grpc rest metrics
   grpc=$(free_port)
   rest=$(free_port)
   metrics=$(free_port)
   GATEWAY_PORT=$(free_port)
-  "$BIN" up --sim --sim-chunk-delay-ms 100 --workers 2 --grpc-port "$grpc" --rest-port "$rest" \
-    --metrics-port "$metrics" --gateway-listen "127.0.0.1:$GATEWAY_PORT" \
-    --data-dir "$RUN_DIR/data" >"$RUN_DIR/up.out" 2>"$RUN_DIR/up.log" &
-  UP_PID=$!
   export GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
   export GATEWAY_KEY=$KEY
-  for _ in $(seq 150); do
-    if ! kill -0 "$UP_PID" 2>/dev/null; then
-      cat "$RUN_DIR/up.log" >&2
-      die "llm-router up exited before it was ready"
-    fi
-    if grep -q "ready in" "$RUN_DIR/up.out" \
-      && curl -sf "$GATEWAY_URL/ready" >/dev/null; then
-      cat "$RUN_DIR/up.out"
-      return 0
-    fi
-    sleep 0.2
-  done
-  cat "$RUN_DIR/up.log" >&2
-  die "llm-router up not ready after 30 s"
+  start_up "$GATEWAY_URL/ready" --sim --sim-chunk-delay-ms 100 --workers 2 --grpc-port "$grpc" \
+    --rest-port "$rest" --metrics-port "$metrics" --gateway-listen "127.0.0.1:$GATEWAY_PORT"
 }
 
-# Runs one SDK script (tests/python/$1) and counts its PASS/FAIL lines.
+# Runs one SDK script (tests/python/$1, $2 seconds at most) and counts its PASS/FAIL lines.
 check_python() {
-  local script=${1:-gateway_openai.py} limit=${2:-120} out rc failed
-  out=$(cd tests/python && timeout "$limit" "$VENV/bin/python" -W ignore::DeprecationWarning \
-    "$script" 2>"$RUN_DIR/python.err")
-  rc=$?
-  echo "$out"
-  PASSED=$((PASSED + $(grep -c '^PASS ' <<<"$out")))
-  failed=$(grep -c '^FAIL ' <<<"$out")
-  if [[ $rc -ne 0 && $failed -eq 0 ]]; then
-    echo "FAIL $script: exited with $rc before reporting a failure"
-    failed=1
-  fi
-  [[ $failed -ne 0 ]] && sed 's/^/    /' "$RUN_DIR/python.err" | tail -40
-  FAILED=$((FAILED + failed))
+  run_checks tests/python "${2:-120}" "$VENV/bin/python" "$1"
 }
 
 # POSTs a chat for `model` with `key`; sets STATUS and BODY.
@@ -184,8 +114,8 @@ check_curl_error() {
 }
 
 build
-make_venv
-start_up
+make_venv "$VENV" openai
+start_router
 check_python gateway_openai.py
 check_python gateway_batch.py 300
 check_python gateway_stream.py
@@ -193,9 +123,4 @@ check_curl_chat
 check_curl_stream
 check_curl_error wrong_key_401 openai sk-wrong 401 invalid_api_key
 check_curl_error unknown_route_404 no-such-route "$KEY" 404 unknown_route
-if ! kill -0 "$UP_PID" 2>/dev/null; then
-  fail "up" "exited during the checks"
-  tail -20 "$RUN_DIR/up.log"
-fi
-echo "gateway-interop: $PASSED passed, $FAILED failed"
-[[ $FAILED -eq 0 ]]
+finish up "$UP_PID" "$RUN_DIR/up.log"

@@ -18,46 +18,14 @@
 #      OBS_KEEP=1       keep the run directory (logs, Prometheus data) for a look afterwards
 # Ends with `observability: N panels with data, M empty, K alert rules ok`.
 set -uo pipefail
-export PYTHONDONTWRITEBYTECODE=1
 cd "$(dirname "$0")/.."
-BIN=${LLM_ROUTER_BIN:-target/debug/llm-router}
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh observability
+TALLY=0
+[[ ${OBS_KEEP:-0} == 1 ]] && KEEP_RUN_DIR=1
 PROMETHEUS=${PROMETHEUS:-prometheus}
 PROMTOOL=${PROMTOOL:-promtool}
-PYTHON=${PYTHON:-python3}
-RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/observability.XXXXXX")
-PIDS=()
 STARTED=$(date +%s)
-
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null
-  done
-  if [[ ${OBS_KEEP:-0} == 1 ]]; then
-    echo "observability: run directory kept at $RUN_DIR"
-  else
-    rm -rf "$RUN_DIR"
-  fi
-}
-trap cleanup EXIT
-
-die() {
-  echo "observability: $*" >&2
-  exit 1
-}
-
-free_port() {
-  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-build() {
-  [[ -x $BIN ]] && return 0
-  echo "building $BIN"
-  cargo build --locked --bin llm-router || die "cannot build llm-router"
-}
 
 # start NAME CMD...: runs CMD in the background, logs in $RUN_DIR/NAME.log.
 start() {

@@ -11,93 +11,18 @@
 #                       with scripts/python-interop.sh; the 3.x one is $INTEROP_DIR/kubemq3)
 # Prints one PASS/FAIL line per check and ends with `up-interop: N passed, M failed`.
 set -uo pipefail
-export PYTHONDONTWRITEBYTECODE=1
 cd "$(dirname "$0")/.."
-ROOT=$PWD
-BIN=${LLM_ROUTER_BIN:-target/debug/llm-router}
-PYTHON=${PYTHON:-python3}
-INTEROP_DIR=${INTEROP_DIR:-$ROOT/target/python-interop}
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh up-interop
 VENV=$INTEROP_DIR/kubemq3
-RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/up-interop.XXXXXX")
-UP_PID=""
-PASSED=0
-FAILED=0
 
-cleanup() {
-  if [[ -n $UP_PID ]]; then
-    kill "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null
-  fi
-  rm -rf "$RUN_DIR"
-}
-trap cleanup EXIT
-
-die() {
-  echo "up-interop: $*" >&2
-  echo "up-interop: $PASSED passed, $((FAILED + 1)) failed"
-  exit 1
-}
-
-pass() { echo "PASS $1"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL $1: $2"; FAILED=$((FAILED + 1)); }
-
-free_port() {
-  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-build() {
-  [[ -x $BIN ]] && return 0
-  local profile=()
-  [[ $BIN == *release* ]] && profile=(--release)
-  echo "building $BIN"
-  cargo build --locked "${profile[@]}" --bin llm-router || die "cannot build llm-router"
-}
-
-make_venv() {
-  [[ -x $VENV/bin/python ]] || "$PYTHON" -m venv "$VENV" || die "cannot create venv $VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "kubemq>=3.4.1,<4" \
-    || die "cannot install kubemq>=3.4.1,<4"
-}
-
-start_up() {
+start_router() {
   GRPC_PORT=$(free_port)
   REST_PORT=$(free_port)
   METRICS_PORT=$(free_port)
-  "$BIN" up --sim --workers 2 --grpc-port "$GRPC_PORT" --rest-port "$REST_PORT" \
-    --metrics-port "$METRICS_PORT" --data-dir "$RUN_DIR/data" \
-    >"$RUN_DIR/up.out" 2>"$RUN_DIR/up.log" &
-  UP_PID=$!
   export KUBEMQ_ADDRESS="127.0.0.1:$GRPC_PORT"
-  for _ in $(seq 150); do
-    if ! kill -0 "$UP_PID" 2>/dev/null; then
-      cat "$RUN_DIR/up.log" >&2
-      die "llm-router up exited before it was ready"
-    fi
-    if grep -q "ready in" "$RUN_DIR/up.out" \
-      && curl -sf "http://127.0.0.1:$METRICS_PORT/ready" >/dev/null; then
-      cat "$RUN_DIR/up.out"
-      return 0
-    fi
-    sleep 0.2
-  done
-  cat "$RUN_DIR/up.log" >&2
-  die "llm-router up not ready after 30 s"
-}
-
-check_python() {
-  local out rc
-  out=$(cd tests/python && timeout 120 "$VENV/bin/python" -W ignore::DeprecationWarning \
-    article_client.py 2>"$RUN_DIR/article.err")
-  rc=$?
-  echo "$out"
-  PASSED=$((PASSED + $(grep -c '^PASS ' <<<"$out")))
-  local failed
-  failed=$(grep -c '^FAIL ' <<<"$out")
-  if [[ $rc -ne 0 && $failed -eq 0 ]]; then
-    echo "FAIL article_client.py: exited with $rc before reporting a failure"
-    failed=1
-  fi
-  [[ $failed -ne 0 ]] && sed 's/^/    /' "$RUN_DIR/article.err" | tail -40
-  FAILED=$((FAILED + failed))
+  start_up "http://127.0.0.1:$METRICS_PORT/ready" --sim --workers 2 --grpc-port "$GRPC_PORT" \
+    --rest-port "$REST_PORT" --metrics-port "$METRICS_PORT"
 }
 
 # The article's REST call: a query with the prompt as BodyString; the answer's Body is
@@ -132,9 +57,9 @@ check_ask() {
 }
 
 build
-make_venv
-start_up
-check_python
+make_venv "$VENV" "kubemq>=3.4.1,<4"
+start_router
+run_checks tests/python 120 "$VENV/bin/python" article_client.py
 check_rest openai_requests
 check_rest claude_requests
 check_ask seed openai "Hello from the shell"
@@ -144,9 +69,4 @@ if out=$("$BIN" ask --broker "$KUBEMQ_ADDRESS" no-such-route "x" 2>&1); then
 else
   pass "ask.unknown_route"
 fi
-if ! kill -0 "$UP_PID" 2>/dev/null; then
-  fail "up" "exited during the checks"
-  tail -20 "$RUN_DIR/up.log"
-fi
-echo "up-interop: $PASSED passed, $FAILED failed"
-[[ $FAILED -eq 0 ]]
+finish up "$UP_PID" "$RUN_DIR/up.log"

@@ -12,78 +12,24 @@
 #      SCREENSHOT       where to save the page (default docs/status.png)
 # Prints one PASS/FAIL line per check and ends with `status-page: N passed, M failed`.
 set -uo pipefail
-export PYTHONDONTWRITEBYTECODE=1
 cd "$(dirname "$0")/../.."
-ROOT=$PWD
-BIN=${LLM_ROUTER_BIN:-target/debug/llm-router}
-PYTHON=${PYTHON:-python3}
-INTEROP_DIR=${INTEROP_DIR:-$ROOT/target/python-interop}
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh status-page
 VENV=$INTEROP_DIR/browser
 export SCREENSHOT=${SCREENSHOT:-$ROOT/docs/status.png}
-RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/status-page.XXXXXX")
-UP_PID=""
-PASSED=0
-FAILED=0
 LINES=150
 
-cleanup() {
-  if [[ -n $UP_PID ]]; then
-    kill "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null
-  fi
-  rm -rf "$RUN_DIR"
-}
-trap cleanup EXIT
-
-die() {
-  echo "status-page: $*" >&2
-  echo "status-page: $PASSED passed, $((FAILED + 1)) failed"
-  exit 1
-}
-
-free_port() {
-  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-build() {
-  [[ -x $BIN ]] && return 0
-  echo "building $BIN"
-  cargo build --locked --bin llm-router || die "cannot build llm-router"
-}
-
-make_venv() {
-  [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]] \
-    || die "needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)"
-  [[ -x $VENV/bin/python ]] || "$PYTHON" -m venv "$VENV" || die "cannot create venv $VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check selenium \
-    || die "cannot install selenium"
-}
-
-start_up() {
+start_router() {
   local rest metrics gateway
   GRPC_PORT=$(free_port)
   rest=$(free_port)
   metrics=$(free_port)
   gateway=$(free_port)
+  export GATEWAY_URL="http://127.0.0.1:$gateway"
   LLM_ROUTER__ENDPOINTS__OPENAI__LIMITS__REQUESTS_PER_MINUTE=60 \
   LLM_ROUTER__ENDPOINTS__OPENAI_BACKUP__LIMITS__REQUESTS_PER_MINUTE=60 \
-    "$BIN" up --sim --workers 2 --grpc-port "$GRPC_PORT" --rest-port "$rest" \
-    --metrics-port "$metrics" --gateway-listen "127.0.0.1:$gateway" \
-    --data-dir "$RUN_DIR/data" >"$RUN_DIR/up.out" 2>"$RUN_DIR/up.log" &
-  UP_PID=$!
-  export GATEWAY_URL="http://127.0.0.1:$gateway"
-  for _ in $(seq 150); do
-    if ! kill -0 "$UP_PID" 2>/dev/null; then
-      cat "$RUN_DIR/up.log" >&2
-      die "llm-router up exited before it was ready"
-    fi
-    if grep -q "ready in" "$RUN_DIR/up.out" && curl -sf "$GATEWAY_URL/ready" >/dev/null; then
-      cat "$RUN_DIR/up.out"
-      return 0
-    fi
-    sleep 0.2
-  done
-  cat "$RUN_DIR/up.log" >&2
-  die "llm-router up not ready after 30 s"
+    start_up "$GATEWAY_URL/ready" --sim --workers 2 --grpc-port "$GRPC_PORT" --rest-port "$rest" \
+    --metrics-port "$metrics" --gateway-listen "127.0.0.1:$gateway"
 }
 
 submit_job() {
@@ -101,30 +47,11 @@ PY
   echo "submitted $JOB_ID ($LINES lines)"
 }
 
-check_page() {
-  local out rc failed
-  out=$(timeout 120 "$VENV/bin/python" tests/browser/status_page.py 2>"$RUN_DIR/browser.err")
-  rc=$?
-  echo "$out"
-  PASSED=$((PASSED + $(grep -c '^PASS ' <<<"$out")))
-  failed=$(grep -c '^FAIL ' <<<"$out")
-  if [[ $rc -ne 0 && $failed -eq 0 ]]; then
-    echo "FAIL status_page.py: exited with $rc before reporting a failure"
-    failed=1
-  fi
-  [[ $failed -ne 0 ]] && sed 's/^/    /' "$RUN_DIR/browser.err" | tail -40
-  FAILED=$((FAILED + failed))
-}
-
 build
-make_venv
-start_up
+[[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]] \
+  || die "needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)"
+make_venv "$VENV" selenium
+start_router
 submit_job
-check_page
-if ! kill -0 "$UP_PID" 2>/dev/null; then
-  echo "FAIL up: exited during the checks"
-  FAILED=$((FAILED + 1))
-  tail -20 "$RUN_DIR/up.log"
-fi
-echo "status-page: $PASSED passed, $FAILED failed"
-[[ $FAILED -eq 0 ]]
+run_checks . 120 "$VENV/bin/python" tests/browser/status_page.py
+finish up "$UP_PID" "$RUN_DIR/up.log"
