@@ -110,6 +110,21 @@ impl Setup {
             .expect("collect")
     }
 
+    /// Results of `job` waiting to be collected.
+    async fn results_waiting(&self, job: &str) -> i64 {
+        let queue = job::results_queue(job);
+        self.queues.info(&queue).await.expect("info").waiting
+    }
+
+    /// Waits up to 20 s for `n` results of `job`; fails with `what` otherwise.
+    async fn wait_results(&self, job: &str, n: i64, what: &str) {
+        let started = Instant::now();
+        while self.results_waiting(job).await < n {
+            assert!(started.elapsed() < Duration::from_secs(20), "{what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn stop(self) {
         stack::stop_workers(self.workers).await;
         self.sim.shutdown.cancel();
@@ -286,20 +301,7 @@ async fn cancel_drops_queued_lines_and_keeps_finished_ones() {
     let mut s = setup(stack::slow_sim(100), &stack::ONE_CLAUDE_SLOT).await;
     s.add_worker().await;
     let job = s.submit_to(SINGLE, &job_file(60), 3).await.expect("submit");
-    let results = job::results_queue(&job.job);
-    let queues = s.queues.clone();
-    let started = Instant::now();
-    loop {
-        let waiting = queues.info(&results).await.expect("info").waiting;
-        if waiting >= 5 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no results coming"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s.wait_results(&job.job, 5, "no results coming").await;
     history::publish(
         &s.client,
         &JobEvent::Cancelled {
@@ -331,19 +333,10 @@ async fn interactive_requests_go_ahead_of_queued_batch_lines() {
     let mut s = setup(stack::slow_sim(200), &stack::ONE_CLAUDE_SLOT).await;
     s.add_worker().await;
     let job = s.submit_to(SINGLE, &job_file(20), 3).await.expect("submit");
-    let results = job::results_queue(&job.job);
-    let finished = || async { s.queues.info(&results).await.expect("info").waiting };
-    let started = Instant::now();
-    while finished().await < 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the job never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    s.wait_results(&job.job, 1, "the job never started").await;
     // The worker holds the rest of the lines, waiting for the slot. Now interactive work
     // arrives: it must get the slot as soon as the line in flight finishes.
-    let before = finished().await;
+    let before = s.results_waiting(&job.job).await;
     let asks = (0..3).map(|i| {
         let client = s.client.clone();
         async move {
@@ -361,7 +354,7 @@ async fn interactive_requests_go_ahead_of_queued_batch_lines() {
         }
     });
     let answers = futures::future::join_all(asks).await;
-    let after = finished().await;
+    let after = s.results_waiting(&job.job).await;
     for a in &answers {
         assert!(a.executed, "interactive request failed: {}", a.error);
     }
