@@ -57,7 +57,7 @@ pub enum ApiError {
     BrokerRejected(String),
     #[error("a worker sent an unreadable answer: {0}")]
     BadWorkerReply(String),
-    #[error("no such endpoint: this gateway serves POST /v1/chat/completions and GET /v1/models")]
+    #[error("no such endpoint: this gateway serves /v1/chat/completions, /v1/models, /v1/files and /v1/batches (plus /status, /health, /ready, /metrics)")]
     NotFound,
 }
 
