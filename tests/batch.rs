@@ -410,3 +410,68 @@ async fn three_replicas_share_an_endpoint_limit_without_a_single_429() {
     assert_eq!(stats["ok"], 180, "{stats}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_queue_messages_are_kept_and_the_worker_keeps_serving() {
+    let mut s = setup(SimConfig::default(), &[]).await;
+    s.add_worker().await;
+    // Straight onto the route's batch queue, past `batch submit`'s checks: a line whose
+    // body is not a chat request, and a message that is not a batch line at all.
+    let job_id = job::new_job_id();
+    let mut bad_body = llm_router::kubemq::QueueMessage {
+        channel: job::line_queue(ROUTE),
+        metadata: "bad-json".into(),
+        body: b"{not json".to_vec(),
+        ..Default::default()
+    };
+    bad_body.tags.insert(job::tag::JOB.into(), job_id.clone());
+    bad_body
+        .tags
+        .insert(job::tag::CUSTOM_ID.into(), "bad-json".into());
+    let stray = llm_router::kubemq::QueueMessage {
+        channel: job::line_queue(ROUTE),
+        body: b"hello".to_vec(),
+        ..Default::default()
+    };
+    s.queues
+        .send_all(vec![bad_body, stray])
+        .await
+        .expect("send raw messages");
+    let results = job::results_queue(&job_id);
+    let invalid = format!("{}.invalid", job::line_queue(ROUTE));
+    let started = Instant::now();
+    loop {
+        let answered = s.queues.info(&results).await.expect("info").waiting;
+        let kept = s.queues.info(&invalid).await.expect("info").waiting;
+        if answered == 1 && kept == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "results {answered}, kept aside {kept}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let result = s.queues.peek(&results, 1).await.expect("peek");
+    let line: OutputLine = serde_json::from_slice(&result[0].body).expect("an output line");
+    assert_eq!(line.custom_id, "bad-json");
+    let response = line.response.expect("an HTTP-shaped answer");
+    assert_eq!(response.status_code, 400);
+    assert!(
+        response
+            .body
+            .to_string()
+            .contains("not a valid OpenAI chat request"),
+        "{}",
+        response.body
+    );
+    let kept = s.queues.peek(&invalid, 1).await.expect("peek");
+    assert_eq!(
+        kept[0].body, b"hello",
+        "the stray message is kept, not lost"
+    );
+    // And the worker still answers real work.
+    let job = s.submit(&job_file(3), 3).await.expect("submit");
+    assert_eq!(s.collect(&job.job, true).await.ok, 3);
+    s.stop().await;
+}
