@@ -22,7 +22,10 @@
 )]
 
 mod common;
-use common::{free_port, percentile, wait_for_port, wait_ready, Proc};
+use common::{
+    env_or, median, percentile, spawn_broker, spawn_sim, spawn_worker, wait_for_port, Proc,
+    BUILTIN_ROUTES_OFF,
+};
 use llm_router::batch::collect::{self, CollectOptions};
 use llm_router::batch::history;
 use llm_router::batch::submit::{self, SubmitOptions};
@@ -34,13 +37,6 @@ use std::time::{Duration, Instant};
 use tokio::time::MissedTickBehavior;
 
 const WORKERS: usize = 3;
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Fields drop in order: workers stop before the broker.
 struct Setup {
@@ -54,49 +50,19 @@ impl Setup {
     /// `rpm`: the sim's enforced limit and the endpoint's configured one (None: unlimited).
     async fn start(rpm: Option<u32>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let sim_port = free_port();
-        let listen = format!("127.0.0.1:{sim_port}");
-        let mut args = vec!["sim-provider", "--listen", &listen, "--latency-ms", "0"];
         let rpm_text = rpm.map(|r| r.to_string()).unwrap_or_default();
+        let mut args = vec!["--latency-ms", "0"];
         if rpm.is_some() {
             args.extend(["--rpm-limit", &rpm_text]);
         }
-        let sim = Proc::spawn(&args, &[]);
-        let grpc = free_port();
-        let rest = free_port();
-        let data = dir.path().join("broker");
-        let broker = Proc::spawn(
-            &[
-                "broker",
-                "--grpc-port",
-                &grpc.to_string(),
-                "--rest-port",
-                &rest.to_string(),
-                "--data-dir",
-            ],
-            &[data.as_os_str()],
-        );
+        let (sim, sim_port) = spawn_sim(&args);
+        let (broker, grpc) = spawn_broker(dir.path());
         wait_for_port(sim_port);
-        wait_for_port(grpc);
         let config = dir.path().join("config");
         write_config(&config, sim_port, rpm);
         let mut workers = Vec::new();
         for i in 0..WORKERS {
-            let metrics = free_port();
-            let w = Proc::spawn(
-                &[
-                    "worker",
-                    "--broker",
-                    &format!("127.0.0.1:{grpc}"),
-                    "--metrics-port",
-                    &metrics.to_string(),
-                    "--id",
-                    &format!("bench-batch-worker-{i}"),
-                    "--config",
-                ],
-                &[config.as_os_str()],
-            );
-            wait_ready(metrics).await;
+            let (w, _) = spawn_worker(grpc, &config, &format!("bench-batch-worker-{i}")).await;
             workers.push(w);
         }
         // One heartbeat round, so each worker knows its share before the job starts.
@@ -138,15 +104,7 @@ base-url = "http://127.0.0.1:{sim}"
 channel = "bench_requests"
 targets = [{{ endpoint = "sim", model = "sim-model" }}]
 
-[routes.openai]
-enabled = false
-[routes.claude]
-enabled = false
-[routes.summarize]
-enabled = false
-[routes.sentiment]
-enabled = false
-"#
+{BUILTIN_ROUTES_OFF}"#
     );
     std::fs::write(dir.join("bench.toml"), toml).unwrap();
 }
@@ -256,11 +214,6 @@ async fn interactive(setup: &Setup, rate: f64, secs: u64) -> Vec<Duration> {
     let mut v = std::mem::take(&mut *lat.lock());
     v.sort();
     v
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() {
