@@ -33,6 +33,19 @@ impl Anthropic {
         }
     }
 
+    /// The POST of `wire` to the Messages API, with the version and the key headers.
+    fn post(&self, wire: &WireRequest) -> Result<reqwest::RequestBuilder, ProviderError> {
+        let mut request = self
+            .http
+            .post(&self.url)
+            .header("anthropic-version", API_VERSION)
+            .json(wire);
+        if let Some(key) = &self.api_key {
+            request = request.header("x-api-key", http::secret_header(key.expose())?);
+        }
+        Ok(request)
+    }
+
     /// One attempt, bounded by `timeout` from sending to the last byte of the answer.
     pub async fn chat(
         &self,
@@ -40,14 +53,7 @@ impl Anthropic {
         timeout: Duration,
     ) -> Result<ChatResponse, ProviderError> {
         let key = self.api_key.as_ref();
-        let mut request = self
-            .http
-            .post(&self.url)
-            .header("anthropic-version", API_VERSION)
-            .json(&WireRequest::from(req));
-        if let Some(key) = key {
-            request = request.header("x-api-key", http::secret_header(key.expose())?);
-        }
+        let request = self.post(&WireRequest::from(req))?;
         let body = http::execute(request, timeout, key).await?;
         Ok(http::decode::<WireResponse>(&body, key)?.into_neutral())
     }
@@ -62,14 +68,7 @@ impl Anthropic {
         let key = self.api_key.as_ref();
         let mut wire = WireRequest::from(req);
         wire.stream = true;
-        let mut request = self
-            .http
-            .post(&self.url)
-            .header("anthropic-version", API_VERSION)
-            .json(&wire);
-        if let Some(key) = key {
-            request = request.header("x-api-key", http::secret_header(key.expose())?);
-        }
+        let request = self.post(&wire)?;
         let response = http::open(request, timeout, key).await?;
         Ok(EventStream {
             reader: SseReader::new(response),

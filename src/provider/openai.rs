@@ -30,6 +30,16 @@ impl OpenAi {
         }
     }
 
+    /// The POST of `wire` to the endpoint, with the key as a bearer token if there is one.
+    fn post(&self, wire: &WireRequest) -> Result<reqwest::RequestBuilder, ProviderError> {
+        let mut request = self.http.post(&self.url).json(wire);
+        if let Some(key) = &self.api_key {
+            let value = http::secret_header(&format!("Bearer {}", key.expose()))?;
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
+        Ok(request)
+    }
+
     /// One attempt, bounded by `timeout` from sending to the last byte of the answer.
     pub async fn chat(
         &self,
@@ -37,11 +47,7 @@ impl OpenAi {
         timeout: Duration,
     ) -> Result<ChatResponse, ProviderError> {
         let key = self.api_key.as_ref();
-        let mut request = self.http.post(&self.url).json(&WireRequest::from(req));
-        if let Some(key) = key {
-            let value = http::secret_header(&format!("Bearer {}", key.expose()))?;
-            request = request.header(reqwest::header::AUTHORIZATION, value);
-        }
+        let request = self.post(&WireRequest::from(req))?;
         let body = http::execute(request, timeout, key).await?;
         http::decode::<WireResponse>(&body, key)?.into_neutral()
     }
@@ -59,11 +65,7 @@ impl OpenAi {
         wire.stream_options = Some(StreamOptions {
             include_usage: true,
         });
-        let mut request = self.http.post(&self.url).json(&wire);
-        if let Some(key) = key {
-            let value = http::secret_header(&format!("Bearer {}", key.expose()))?;
-            request = request.header(reqwest::header::AUTHORIZATION, value);
-        }
+        let request = self.post(&wire)?;
         let response = http::open(request, timeout, key).await?;
         Ok(EventStream {
             reader: SseReader::new(response),

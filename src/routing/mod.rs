@@ -267,12 +267,8 @@ async fn serve(
     let mut attempts = 0;
     for tier in &route.tiers {
         for target in pinned(table::order(tier, rand::random::<f64>), pin) {
-            if Instant::now() >= deadline {
-                failures.push(Failure::not_tried(target));
+            if !may_try(route, target, deadline, &mut failures) {
                 continue;
-            }
-            if !failures.is_empty() {
-                metrics::failover(&route.name);
             }
             let _in_flight = target.endpoint.assign();
             req.model.clone_from(&target.model);
@@ -295,6 +291,24 @@ async fn serve(
         }
     }
     Err(failure::give_up(&route.name, &failures))
+}
+
+/// Whether `target` may be tried now. Past the deadline it is recorded as not tried; a
+/// target tried after another failed counts as a failover.
+fn may_try(
+    route: &Route,
+    target: &table::Target,
+    deadline: Instant,
+    failures: &mut Vec<Failure>,
+) -> bool {
+    if Instant::now() >= deadline {
+        failures.push(Failure::not_tried(target));
+        return false;
+    }
+    if !failures.is_empty() {
+        metrics::failover(&route.name);
+    }
+    true
 }
 
 /// Records a target's failure, or ends the request when no other target can fix it

@@ -8,7 +8,7 @@ use super::circuit::{Admission, Verdict};
 use super::failure::{self, Failure};
 use super::limits::Budget;
 use super::table::{self, assign_owned, Endpoint, OwnedInFlight, Route, Target};
-use super::{failed, metrics, pinned, retry, RouteError};
+use super::{failed, may_try, metrics, pinned, retry, RouteError};
 use crate::provider::{ChatChunk, ChatRequest, ChatStream, ProviderError, Usage};
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,12 +141,8 @@ pub async fn serve(
     let mut attempts = 0;
     for tier in &route.tiers {
         for target in pinned(table::order(tier, rand::random::<f64>), pin) {
-            if Instant::now() >= deadline {
-                failures.push(Failure::not_tried(target));
+            if !may_try(route, target, deadline, &mut failures) {
                 continue;
-            }
-            if !failures.is_empty() {
-                metrics::failover(&route.name);
             }
             let in_flight = assign_owned(&target.endpoint);
             req.model.clone_from(&target.model);
