@@ -297,22 +297,14 @@ impl Client {
         &self,
         subscribe: Subscribe,
     ) -> Result<EventSubscription, Error> {
-        let (deliver, items) = mpsc::channel(256);
-        let active = Arc::new(AtomicBool::new(false));
-        let channel = subscribe.channel.clone();
-        self.commands
-            .send(Command::SubscribeToEvents {
+        self.subscribe(subscribe, |subscribe, deliver, active| {
+            Command::SubscribeToEvents {
                 subscribe,
                 deliver,
-                active: active.clone(),
-            })
-            .await
-            .map_err(|_| Error::closed())?;
-        Ok(Subscription {
-            channel,
-            items,
-            active,
+                active,
+            }
         })
+        .await
     }
 
     /// Subscribes to queries on `channel` within `group`. The stream survives broker
@@ -335,15 +327,25 @@ impl Client {
 
     /// Subscribes with a full `Subscribe` (commands or queries).
     pub async fn subscribe_to_requests(&self, subscribe: Subscribe) -> Result<Subscription, Error> {
+        self.subscribe(subscribe, |subscribe, deliver, active| Command::Subscribe {
+            subscribe,
+            deliver,
+            active,
+        })
+        .await
+    }
+
+    /// Hands a subscription to the connection actor and returns its receiving end.
+    async fn subscribe<T>(
+        &self,
+        subscribe: Subscribe,
+        command: impl FnOnce(Subscribe, mpsc::Sender<T>, Arc<AtomicBool>) -> Command,
+    ) -> Result<Subscription<T>, Error> {
         let (deliver, items) = mpsc::channel(256);
         let active = Arc::new(AtomicBool::new(false));
         let channel = subscribe.channel.clone();
         self.commands
-            .send(Command::Subscribe {
-                subscribe,
-                deliver,
-                active: active.clone(),
-            })
+            .send(command(subscribe, deliver, active.clone()))
             .await
             .map_err(|_| Error::closed())?;
         Ok(Subscription {
