@@ -157,7 +157,9 @@ pub fn encode(mode: Mode, outcome: &Result<Completion, Failure>, created: i64) -
     }
 }
 
-fn success_body(mode: Mode, done: &Completion, created: i64) -> Value {
+/// The answer body of a completion in `mode`, as JSON (the batch path embeds it in an
+/// output line without a round trip through bytes).
+pub fn success_body(mode: Mode, done: &Completion, created: i64) -> Value {
     let r = &done.response;
     match mode {
         Mode::Seed => json!({ "response": r.content }),
