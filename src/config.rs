@@ -35,6 +35,7 @@ pub struct RouterConfig {
     /// Every enabled route, sorted by name.
     pub routes: Vec<RouteConfig>,
     pub circuit_breaker: CircuitBreakerConfig,
+    pub connections: ConnectionsConfig,
 }
 
 /// One provider deployment.
@@ -112,6 +113,24 @@ pub struct CircuitBreakerConfig {
     pub cool_down: Duration,
 }
 
+/// The HTTP connections kept open to the endpoints between requests.
+///
+/// Over HTTP/1.1 every request in flight holds its own connection, about 40 KB of worker
+/// memory each, and a burst leaves its connections idle for `idle_timeout`. The cap is
+/// not a memory knob for busy endpoints: a worker reuses many more connections than it has
+/// requests in flight at any instant, and a cap below that working set closes and reopens
+/// them all the time (capped at 32 under 256 requests in flight, one worker's throughput
+/// halved). It suits endpoints that drop idle connections early, with a shorter timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConnectionsConfig {
+    /// Idle connections kept per endpoint; more are closed as their request finishes.
+    pub idle_per_endpoint: usize,
+    /// How long an idle connection is kept.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
 /// Every default that is not in `config/default.toml`, in one place.
 mod defaults {
     use std::time::Duration;
@@ -136,6 +155,8 @@ mod defaults {
     pub const MAX_DELAY: Duration = Duration::from_secs(8);
     pub const FAILURE_THRESHOLD: u32 = 5;
     pub const COOL_DOWN: Duration = Duration::from_secs(30);
+    pub const IDLE_PER_ENDPOINT: usize = 512;
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 }
 
 impl Default for RetryConfig {
@@ -144,6 +165,15 @@ impl Default for RetryConfig {
             max_attempts: defaults::MAX_ATTEMPTS,
             base_delay: defaults::BASE_DELAY,
             max_delay: defaults::MAX_DELAY,
+        }
+    }
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        Self {
+            idle_per_endpoint: defaults::IDLE_PER_ENDPOINT,
+            idle_timeout: defaults::IDLE_TIMEOUT,
         }
     }
 }
@@ -298,6 +328,8 @@ struct RawConfig {
     routes: BTreeMap<String, RawRoute>,
     #[serde(default)]
     circuit_breaker: CircuitBreakerConfig,
+    #[serde(default)]
+    connections: ConnectionsConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -386,6 +418,7 @@ impl RawConfig {
             endpoints,
             routes,
             circuit_breaker: self.circuit_breaker,
+            connections: self.connections,
         }
     }
 }

@@ -443,9 +443,7 @@ fn missing_keys_reason(config: &RouterConfig) -> String {
 }
 
 fn build_router(config: &RouterConfig) -> anyhow::Result<Arc<Router>> {
-    let http = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .build()
+    let http = llm_router::provider::http_client(&config.connections)
         .context("cannot build the HTTP client")?;
     Ok(Arc::new(Router::new(config, http)?))
 }

@@ -5,6 +5,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -25,6 +26,7 @@ pub fn handle() -> &'static PrometheusHandle {
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
+        spawn_upkeep(handle.clone());
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
         }
@@ -32,6 +34,24 @@ pub fn handle() -> &'static PrometheusHandle {
         crate::routing::metrics::describe();
         handle
     })
+}
+
+/// How often histogram samples are folded into their buckets between scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The recorder keeps every histogram sample until something folds it into the buckets:
+/// a scrape does, but a process nobody scrapes (`up` on a laptop, a bench) would grow by
+/// every request it serves. A plain thread, because the recorder outlives any runtime.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        });
+    if let Err(e) = started {
+        tracing::warn!("cannot start the metrics upkeep thread ({e}); histograms are folded only when /metrics is scraped");
+    }
 }
 
 /// Most distinct channel names that get their own label value; the rest share

@@ -5,7 +5,7 @@
 #![expect(clippy::unwrap_used, reason = "a panic is how a test fails")]
 
 use llm_router::config::{self, RouterConfig};
-use llm_router::provider::{ChatMessage, ChatRequest};
+use llm_router::provider::{http_client, ChatMessage, ChatRequest};
 use llm_router::routing::{RouteError, Router};
 use llm_router::sim::{self, RunningSim, SimConfig};
 use std::collections::HashMap;
@@ -62,7 +62,7 @@ targets = [
 }
 
 fn router(config: &RouterConfig) -> Router {
-    Router::new(config, reqwest::Client::new()).unwrap()
+    Router::new(config, http_client(&config.connections).unwrap()).unwrap()
 }
 
 fn prompt(text: &str) -> ChatRequest {
@@ -298,6 +298,53 @@ async fn rate_limit_holds_no_429_from_a_limited_endpoint() {
     let r = Arc::new(router(&load(&single(&control.base_url(), ""), &[])));
     burst(&r, 150).await;
     assert!(control.stats().rate_limited >= 50, "{:?}", control.stats());
+}
+
+/// Connections in ESTABLISHED state whose server end is 127.0.0.1:`port`, from the kernel's
+/// table: what the sim side still holds open for the router's pool.
+fn established_to(port: u16) -> usize {
+    let local = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+/// A burst of 40 leaves at most `idle-per-endpoint` connections behind, not 40; with room
+/// for all of them, all 40 stay (the control that shows the count is what we think).
+#[tokio::test]
+async fn idle_connections_after_a_burst_are_capped_per_endpoint() {
+    let slow = SimConfig {
+        latency_ms: 200,
+        ..SimConfig::default()
+    };
+    for (cap, expected) in [(4usize, 4usize), (64, 40)] {
+        let sim = start(slow.clone()).await;
+        let port = sim.addr.port();
+        let toml = format!(
+            "{}\n[connections]\nidle-per-endpoint = {cap}\n",
+            single(&sim.base_url(), "")
+        );
+        let r = Arc::new(router(&load(&toml, &[])));
+        let results = burst(&r, 40).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(sim.stats().ok, 40);
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut held = established_to(port);
+        while held != expected && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            held = established_to(port);
+        }
+        assert_eq!(
+            held, expected,
+            "cap {cap}: connections left open after the burst"
+        );
+    }
 }
 
 /// Route `t` over endpoint `a` alone, with `limits` lines.

@@ -165,7 +165,16 @@ pub fn spawn_broker(dir: &std::path::Path) -> (Proc, u16) {
 /// it is ready.
 pub async fn spawn_worker(grpc: u16, config: &std::path::Path, id: &str) -> (Proc, u16) {
     let metrics = free_port();
-    let worker = Proc::spawn(
+    // BENCH_WORKER_THREADS sizes the worker's tokio pool, as BENCH_BROKER_THREADS does the broker's.
+    let threads = std::env::var("BENCH_WORKER_THREADS")
+        .ok()
+        .filter(|n| !n.is_empty());
+    let env: Vec<(&str, &str)> = threads
+        .as_deref()
+        .map(|n| ("TOKIO_WORKER_THREADS", n))
+        .into_iter()
+        .collect();
+    let worker = Proc::spawn_env(
         &[
             "worker",
             "--broker",
@@ -177,6 +186,7 @@ pub async fn spawn_worker(grpc: u16, config: &std::path::Path, id: &str) -> (Pro
             "--config",
         ],
         &[config.as_os_str()],
+        &env,
     );
     wait_ready(metrics).await;
     (worker, metrics)

@@ -10,15 +10,14 @@ use super::kubemq_client::KubemqClient;
 use super::subscribe::{EventsStoreType, SubscribeType};
 use super::{Empty, EventReceive, PingResult, Request, Response, Subscribe};
 use backon::{BackoffBuilder, ExponentialBuilder};
-use futures::stream::FuturesUnordered;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tonic::transport::{Channel, Endpoint};
 
@@ -139,23 +138,8 @@ pub enum Event {
     SubscriptionRejected { channel: String, reason: String },
 }
 
-/// Work for the connection actor; replies travel back on the oneshot.
+/// Work for the connection actor: the subscriptions it owns.
 enum Command {
-    Ping {
-        reply: oneshot::Sender<Result<PingResult, Error>>,
-    },
-    SendRequest {
-        request: Request,
-        reply: oneshot::Sender<Result<Response, Error>>,
-    },
-    SendResponse {
-        response: Response,
-        reply: oneshot::Sender<Result<(), Error>>,
-    },
-    SendEvent {
-        event: super::Event,
-        reply: oneshot::Sender<Result<(), Error>>,
-    },
     Subscribe {
         subscribe: Subscribe,
         deliver: mpsc::Sender<Request>,
@@ -170,8 +154,12 @@ enum Command {
 
 /// Cloneable handle to one broker connection. The connection (and every subscription)
 /// ends when the last handle is dropped.
+///
+/// Unary calls run in the caller's own task on a clone of the generated client: handing
+/// them to the actor and back cost two task hops per call, on the worker's reply path.
 #[derive(Clone)]
 pub struct Client {
+    grpc: KubemqClient<Channel>,
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
     client_id: Arc<str>,
@@ -197,6 +185,7 @@ impl Client {
         let (commands, rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(256);
         let client = Self {
+            grpc: grpc.clone(),
             commands,
             events: events.clone(),
             client_id: options.client_id.clone().into(),
@@ -205,7 +194,6 @@ impl Client {
             grpc,
             events,
             options: options.clone(),
-            calls: FuturesUnordered::new(),
             subscriptions: JoinSet::new(),
         };
         // The handler's lifetime is bounded by the handles: it exits when the last drops.
@@ -264,29 +252,28 @@ impl Client {
     }
 
     pub async fn ping(&self) -> Result<PingResult, Error> {
-        let (reply, rx) = oneshot::channel();
-        self.call(Command::Ping { reply }, rx).await
+        let result = self.grpc.clone().ping(Empty {}).await;
+        result
+            .map(tonic::Response::into_inner)
+            .map_err(|s| Error::from_status(&s))
     }
 
     /// Sends a command or query and waits for its response (at most its Timeout plus a
     /// grace period, so a vanished broker cannot leave the caller waiting forever).
     pub async fn send_request(&self, request: Request) -> Result<Response, Error> {
-        let (reply, rx) = oneshot::channel();
-        self.call(Command::SendRequest { request, reply }, rx).await
+        send_request(&mut self.grpc.clone(), request).await
     }
 
     /// Answers a command or query received on a subscription.
     pub async fn send_response(&self, response: Response) -> Result<(), Error> {
-        let (reply, rx) = oneshot::channel();
-        self.call(Command::SendResponse { response, reply }, rx)
-            .await
+        let result = self.grpc.clone().send_response(response).await;
+        result.map(|_| ()).map_err(|s| Error::from_status(&s))
     }
 
     /// Publishes an event (`event.store` false) or an events-store message (true). A
     /// broker that does not take it (`Sent=false`) is [`ErrorKind::Rejected`].
     pub async fn send_event(&self, event: super::Event) -> Result<(), Error> {
-        let (reply, rx) = oneshot::channel();
-        self.call(Command::SendEvent { event, reply }, rx).await
+        send_event(&mut self.grpc.clone(), event).await
     }
 
     /// Subscribes to events or events store with a full `Subscribe`. The stream survives
@@ -354,18 +341,6 @@ impl Client {
             active,
         })
     }
-
-    async fn call<T>(
-        &self,
-        command: Command,
-        rx: oneshot::Receiver<Result<T, Error>>,
-    ) -> Result<T, Error> {
-        self.commands
-            .send(command)
-            .await
-            .map_err(|_| Error::closed())?;
-        rx.await.map_err(|_| Error::closed())?
-    }
 }
 
 /// Requests (or events) arriving on one subscription.
@@ -404,16 +379,11 @@ impl<T> Stream for Subscription<T> {
     }
 }
 
-type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// The connection actor: owns the gRPC channel, runs unary calls concurrently and owns
-/// every subscription task.
+/// The connection actor: owns every subscription task, which ends with it.
 struct ConnectionHandler {
     grpc: KubemqClient<Channel>,
     events: broadcast::Sender<Event>,
     options: ClientOptions,
-    /// Unary calls in flight; each replies on its own oneshot when done.
-    calls: FuturesUnordered<Call>,
     /// One task per subscription; dropping the set (handler exit) ends them all.
     subscriptions: JoinSet<()>,
 }
@@ -432,36 +402,15 @@ impl ConnectionHandler {
                     Some(command) => self.start(command),
                     None => break ExitReason::AllHandlesDropped,
                 },
-                Some(()) = self.calls.next(), if !self.calls.is_empty() => {}
                 Some(_) = self.subscriptions.join_next(), if !self.subscriptions.is_empty() => {}
             }
         };
-        // Calls already started still deliver their replies.
-        while self.calls.next().await.is_some() {}
         tracing::debug!(?reason, address = %self.options.address, "KubeMQ client closed");
     }
 
     fn start(&mut self, command: Command) {
-        let mut grpc = self.grpc.clone();
+        let grpc = self.grpc.clone();
         match command {
-            Command::Ping { reply } => self.calls.push(Box::pin(async move {
-                let result = grpc.ping(Empty {}).await;
-                let _ = reply.send(
-                    result
-                        .map(|r| r.into_inner())
-                        .map_err(|s| Error::from_status(&s)),
-                );
-            })),
-            Command::SendRequest { request, reply } => self.calls.push(Box::pin(async move {
-                let _ = reply.send(send_request(&mut grpc, request).await);
-            })),
-            Command::SendResponse { response, reply } => self.calls.push(Box::pin(async move {
-                let result = grpc.send_response(response).await;
-                let _ = reply.send(result.map(|_| ()).map_err(|s| Error::from_status(&s)));
-            })),
-            Command::SendEvent { event, reply } => self.calls.push(Box::pin(async move {
-                let _ = reply.send(send_event(&mut grpc, event).await);
-            })),
             Command::Subscribe {
                 subscribe,
                 deliver,

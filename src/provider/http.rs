@@ -7,6 +7,16 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use serde::de::DeserializeOwned;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The one HTTP client every endpoint shares, with its connection pool sized by `connections`.
+/// Nagle off: a request is one small write, and waiting to coalesce it only adds latency.
+pub fn client(connections: &crate::config::ConnectionsConfig) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(connections.idle_per_endpoint)
+        .pool_idle_timeout(connections.idle_timeout)
+        .build()
+}
+
 /// Longest provider error message kept, in characters.
 const MAX_MESSAGE_CHARS: usize = 200;
 

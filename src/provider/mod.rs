@@ -136,6 +136,7 @@ impl ProviderError {
 
 pub mod anthropic;
 pub(crate) mod http;
+pub use http::client as http_client;
 mod lenient;
 pub mod openai;
 pub mod sse;

@@ -5,6 +5,7 @@
 use super::TestBroker;
 use llm_router::config::RouterConfig;
 use llm_router::gateway::{self, GatewayOptions, RunningGateway};
+use llm_router::provider::http_client;
 use llm_router::routing::Router;
 use llm_router::sim::{RunningSim, SimConfig};
 use llm_router::worker::{self, Status, WorkerError, WorkerOptions};
@@ -74,7 +75,13 @@ pub fn spawn_worker(
 /// Worker `id` with its own router on `config` (as a separate process would have), once
 /// it is subscribed.
 pub async fn start_worker(broker: &TestBroker, config: &RouterConfig, id: &str) -> WorkerTask {
-    let router = Arc::new(Router::new(config, reqwest::Client::new()).expect("router"));
+    let router = Arc::new(
+        Router::new(
+            config,
+            http_client(&config.connections).expect("http client"),
+        )
+        .expect("router"),
+    );
     let (status, worker) = spawn_worker(broker, id, router);
     super::eventually("worker subscribed", || status.is_ready()).await;
     worker

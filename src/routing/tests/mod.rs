@@ -74,6 +74,7 @@ fn router_with(
             retry,
         }],
         circuit_breaker,
+        connections: Default::default(),
     };
     let fakes: HashMap<&str, Arc<Fake>> = endpoints
         .iter()
