@@ -205,9 +205,17 @@ pub struct Phase {
     pub sent: usize,
 }
 
-/// Open loop: one request started every 1/rate s (missed ticks burst) for `WARM_UP` +
-/// `measure`. Latency is from the task's start to its answer; `request`'s future says
-/// whether the answer was a success.
+/// Open loop at `rate` requests/s for `WARM_UP` + `measure`: one request in each slot of
+/// 1/rate s, at a random point within its slot. Latency is from the task's start to its
+/// answer; `request`'s future says whether the answer was a success.
+///
+/// Why not a tokio interval: tokio timers fire on 1 ms ticks, so at 1,000/s every request
+/// would leave at the same phase of the millisecond, and so reach a simulated provider's
+/// own 1 ms timer (its latency) at a fixed phase as well. Whether one path's extra hops
+/// cross the sim's next tick (and wait a whole extra millisecond) then depends on how the
+/// processes' clocks happen to line up, not on the path. Random send points within each
+/// slot, timed by an OS thread to the microsecond, spread the phases evenly for both
+/// paths; the mean rate and the spacing (never a burst of more than two in 2/rate s) stay.
 pub async fn open_loop<F, Fut>(rate: f64, measure: Duration, request: F) -> Phase
 where
     F: Fn() -> Fut,
@@ -225,24 +233,19 @@ where
 
 /// As [`open_loop`], for requests that time themselves (time to first chunk, say): the
 /// future gives its latency, or `None` when the request failed. It starts when its task
-/// does, on the tick.
+/// does, at its send point.
 pub async fn open_loop_timed<F, Fut>(rate: f64, measure: Duration, request: F) -> Phase
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Option<Duration>> + Send + 'static,
 {
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let start = Instant::now();
-    let end = start + WARM_UP + measure;
-    let mut tasks = Vec::with_capacity(((WARM_UP + measure).as_secs_f64() * rate) as usize);
-    loop {
-        tick.tick().await;
-        let now = Instant::now();
-        if now >= end {
-            break;
-        }
-        let counted = now >= start + WARM_UP;
+    let total = WARM_UP + measure;
+    let slots = (total.as_secs_f64() * rate) as u64;
+    let mut sends = send_points(start, rate, slots);
+    let mut tasks = Vec::with_capacity(slots as usize);
+    while let Some(at) = sends.recv().await {
+        let counted = at >= start + WARM_UP;
         let fut = request();
         tasks.push(tokio::spawn(async move { (counted, fut.await) }));
     }
@@ -264,6 +267,32 @@ where
         rate,
         sent,
     }
+}
+
+/// A thread that, for slot k of `slots`, sleeps until `start + (k + u)/rate` (u uniform
+/// in 0..1) and then hands that instant over; the channel closes after the last slot.
+fn send_points(
+    start: Instant,
+    rate: f64,
+    slots: u64,
+) -> tokio::sync::mpsc::UnboundedReceiver<Instant> {
+    use rand::Rng;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        let mut rng = rand::thread_rng();
+        for k in 0..slots {
+            let offset = (k as f64 + rng.gen::<f64>()) / rate;
+            let at = start + Duration::from_secs_f64(offset);
+            let now = Instant::now();
+            if at > now {
+                std::thread::sleep(at - now);
+            }
+            if tx.send(at).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {

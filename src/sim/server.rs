@@ -184,9 +184,13 @@ async fn chat(
         Fate::Hang => return s.hang(format).await,
         _ => {}
     }
-    tokio::select! {
-        () = tokio::time::sleep(draw.delay) => {}
-        () = s.shutdown.cancelled() => return shutting_down(format),
+    // No timer for no latency: tokio rounds every sleep up to its next 1 ms tick, so a
+    // zero sleep would still add 0-1 ms, depending on when the request came in.
+    if !draw.delay.is_zero() {
+        tokio::select! {
+            () = tokio::time::sleep(draw.delay) => {}
+            () = s.shutdown.cancelled() => return shutting_down(format),
+        }
     }
     s.carry_out(format, draw, n, &prompt)
 }
