@@ -251,9 +251,16 @@ fn main() {
                     let c = clients.clone();
                     let w0 = setup.worker.0.cpu_seconds();
                     let b0 = setup.broker.0.cpu_seconds();
+                    let (ws0, bs0) = (
+                        setup.worker.0.context_switches(),
+                        setup.broker.0.context_switches(),
+                    );
                     let via = open_loop(rate, measure, || c.clone().via_broker(channel)).await;
                     let wcpu = setup.worker.0.cpu_seconds() - w0;
                     let bcpu = setup.broker.0.cpu_seconds() - b0;
+                    let served = rate * (measure + WARM_UP).as_secs_f64();
+                    let wsw = (setup.worker.0.context_switches() - ws0) as f64 / served;
+                    let bsw = (setup.broker.0.context_switches() - bs0) as f64 / served;
                     failures += direct.failed + via.failed;
                     let cell = format!("{rate:.0}/s, sim {latency} ms");
                     let dp50 = percentile(&direct.lat, 0.50);
@@ -263,7 +270,8 @@ fn main() {
                     println!(
                         "run {} {cell}: direct p50 {dp50:.3} p99 {dp99:.3} ({:.0}/s, {} failed); \
                          via broker p50 {vp50:.3} p99 {vp99:.3} ({:.0}/s, {} failed); \
-                         worker {:.2} cores, broker {:.2} cores",
+                         worker {:.2} cores, broker {:.2} cores; \
+                         context switches per request: worker {wsw:.2}, broker {bsw:.2}",
                         run + 1,
                         direct.rate,
                         direct.failed,
@@ -280,6 +288,8 @@ fn main() {
                         (format!("{cell}: added p50 ms"), vp50 - dp50),
                         (format!("{cell}: added p99 ms"), vp99 - dp99),
                         (format!("{cell}: via broker achieved req/s"), via.rate),
+                        (format!("{cell}: worker context switches per request"), wsw),
+                        (format!("{cell}: broker context switches per request"), bsw),
                         (
                             format!("{cell}: worker RSS after the cell MB"),
                             setup.worker.0.status_mb("VmRSS:"),

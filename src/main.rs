@@ -346,7 +346,22 @@ async fn main() -> std::process::ExitCode {
     // Series recorded before the recorder exists are lost (the circuit breakers set their
     // state once, when the router is built): install it before anything records.
     llm_router::metrics::handle();
-    let result = match cli.command {
+    // The command runs as a task, not in `block_on` on the main thread: a future there (a
+    // worker's receive loop) has every wake-up cross threads, two context switches each.
+    let result = tokio::spawn(run_command(cli.command))
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the command's task failed: {e}")));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            llm_router::logging::fatal(cli.log_format, &e);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_command(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Broker(args) => run_broker(args.into_config()).await,
         Command::Worker(args) => run_worker(args).await,
         Command::Up(args) => run_up(args).await,
@@ -354,13 +369,6 @@ async fn main() -> std::process::ExitCode {
         Command::Ask(args) => run_ask(args).await,
         Command::SimProvider(args) => run_sim(args.into_config()).await,
         Command::Batch(args) => llm_router::batch::cli::run(args).await,
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            llm_router::logging::fatal(cli.log_format, &e);
-            std::process::ExitCode::FAILURE
-        }
     }
 }
 

@@ -57,7 +57,10 @@ impl Proc {
 
     /// As [`Proc::spawn`], with extra environment variables.
     pub fn spawn_env(args: &[&str], extra: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_llm-router"))
+        // BENCH_BIN runs another build (an A/B comparison) under the same bench.
+        let bin = std::env::var_os("BENCH_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_llm-router").into());
+        let child = Command::new(bin)
             .args(args)
             .args(extra)
             .envs(env.iter().copied())
@@ -75,6 +78,25 @@ impl Proc {
 
     pub fn cpu_seconds(&self) -> f64 {
         process_cpu_seconds(&self.pid())
+    }
+
+    /// Context switches of all the process's threads so far: each one is a thread going to
+    /// sleep or being preempted, which is what latency at low load is made of.
+    pub fn context_switches(&self) -> u64 {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return 0;
+        };
+        tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+            .flat_map(|status| {
+                status
+                    .lines()
+                    .filter(|l| l.contains("ctxt_switches:"))
+                    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .sum()
     }
 
     pub fn status_mb(&self, key: &str) -> f64 {
@@ -140,13 +162,24 @@ pub fn spawn_sim(args: &[&str]) -> (Proc, u16) {
     (Proc::spawn(&all, &[]), port)
 }
 
+/// The size of a spawned process's tokio pool from the bench variable `key`
+/// (BENCH_BROKER_THREADS, BENCH_WORKER_THREADS); unset keeps tokio's default, one per core.
+fn tokio_threads(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|n| !n.is_empty())
+}
+
 /// `llm-router broker` (default fsync) with its data under `dir`; returns its gRPC port
 /// once it listens.
 pub fn spawn_broker(dir: &std::path::Path) -> (Proc, u16) {
     let grpc = free_port();
     let rest = free_port();
     let data = dir.join("broker");
-    let broker = Proc::spawn(
+    let threads = tokio_threads("BENCH_BROKER_THREADS");
+    let env: Vec<(&str, &str)> = threads
+        .iter()
+        .map(|n| ("TOKIO_WORKER_THREADS", n.as_str()))
+        .collect();
+    let broker = Proc::spawn_env(
         &[
             "broker",
             "--grpc-port",
@@ -156,6 +189,7 @@ pub fn spawn_broker(dir: &std::path::Path) -> (Proc, u16) {
             "--data-dir",
         ],
         &[data.as_os_str()],
+        &env,
     );
     wait_for_port(grpc);
     (broker, grpc)
@@ -165,14 +199,10 @@ pub fn spawn_broker(dir: &std::path::Path) -> (Proc, u16) {
 /// it is ready.
 pub async fn spawn_worker(grpc: u16, config: &std::path::Path, id: &str) -> (Proc, u16) {
     let metrics = free_port();
-    // BENCH_WORKER_THREADS sizes the worker's tokio pool, as BENCH_BROKER_THREADS does the broker's.
-    let threads = std::env::var("BENCH_WORKER_THREADS")
-        .ok()
-        .filter(|n| !n.is_empty());
+    let threads = tokio_threads("BENCH_WORKER_THREADS");
     let env: Vec<(&str, &str)> = threads
-        .as_deref()
-        .map(|n| ("TOKIO_WORKER_THREADS", n))
-        .into_iter()
+        .iter()
+        .map(|n| ("TOKIO_WORKER_THREADS", n.as_str()))
         .collect();
     let worker = Proc::spawn_env(
         &[

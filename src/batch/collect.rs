@@ -75,7 +75,7 @@ pub async fn collect(
     queues: &QueueClient,
     record: &JobRecord,
     options: &CollectOptions,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Progress, CollectError> {
     let mut files = OutputFiles::open(&options.output, &options.errors)?;
     let mut collector = Collector {
