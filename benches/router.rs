@@ -258,9 +258,9 @@ fn main() {
                     let via = open_loop(rate, measure, || c.clone().via_broker(channel)).await;
                     let wcpu = setup.worker.0.cpu_seconds() - w0;
                     let bcpu = setup.broker.0.cpu_seconds() - b0;
-                    let served = rate * (measure + WARM_UP).as_secs_f64();
-                    let wsw = (setup.worker.0.context_switches() - ws0) as f64 / served;
-                    let bsw = (setup.broker.0.context_switches() - bs0) as f64 / served;
+                    let sent = via.sent as f64;
+                    let wsw = (setup.worker.0.context_switches() - ws0) as f64 / sent;
+                    let bsw = (setup.broker.0.context_switches() - bs0) as f64 / sent;
                     failures += direct.failed + via.failed;
                     let cell = format!("{rate:.0}/s, sim {latency} ms");
                     let dp50 = percentile(&direct.lat, 0.50);

@@ -52,18 +52,22 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(args: &[&str], extra: &[&std::ffi::OsStr]) -> Self {
-        Self::spawn_env(args, extra, &[])
+        Self::spawn_env(args, extra, None)
     }
 
     /// As [`Proc::spawn`], with extra environment variables.
-    pub fn spawn_env(args: &[&str], extra: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Self {
+    pub fn spawn_env(
+        args: &[&str],
+        extra: &[&std::ffi::OsStr],
+        env: impl IntoIterator<Item = (&'static str, String)>,
+    ) -> Self {
         // BENCH_BIN runs another build (an A/B comparison) under the same bench.
         let bin = std::env::var_os("BENCH_BIN")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_llm-router").into());
         let child = Command::new(bin)
             .args(args)
             .args(extra)
-            .envs(env.iter().copied())
+            .envs(env)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -89,12 +93,12 @@ impl Proc {
         tasks
             .flatten()
             .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-            .flat_map(|status| {
+            .map(|status| {
                 status
                     .lines()
                     .filter(|l| l.contains("ctxt_switches:"))
                     .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                    .collect::<Vec<_>>()
+                    .sum::<u64>()
             })
             .sum()
     }
@@ -162,10 +166,11 @@ pub fn spawn_sim(args: &[&str]) -> (Proc, u16) {
     (Proc::spawn(&all, &[]), port)
 }
 
-/// The size of a spawned process's tokio pool from the bench variable `key`
+/// The environment sizing a spawned process's tokio pool from the bench variable `key`
 /// (BENCH_BROKER_THREADS, BENCH_WORKER_THREADS); unset keeps tokio's default, one per core.
-fn tokio_threads(key: &str) -> Option<String> {
-    std::env::var(key).ok().filter(|n| !n.is_empty())
+fn tokio_threads(key: &str) -> Option<(&'static str, String)> {
+    let threads = std::env::var(key).ok().filter(|n| !n.is_empty())?;
+    Some(("TOKIO_WORKER_THREADS", threads))
 }
 
 /// `llm-router broker` (default fsync) with its data under `dir`; returns its gRPC port
@@ -174,11 +179,6 @@ pub fn spawn_broker(dir: &std::path::Path) -> (Proc, u16) {
     let grpc = free_port();
     let rest = free_port();
     let data = dir.join("broker");
-    let threads = tokio_threads("BENCH_BROKER_THREADS");
-    let env: Vec<(&str, &str)> = threads
-        .iter()
-        .map(|n| ("TOKIO_WORKER_THREADS", n.as_str()))
-        .collect();
     let broker = Proc::spawn_env(
         &[
             "broker",
@@ -189,7 +189,7 @@ pub fn spawn_broker(dir: &std::path::Path) -> (Proc, u16) {
             "--data-dir",
         ],
         &[data.as_os_str()],
-        &env,
+        tokio_threads("BENCH_BROKER_THREADS"),
     );
     wait_for_port(grpc);
     (broker, grpc)
@@ -199,11 +199,6 @@ pub fn spawn_broker(dir: &std::path::Path) -> (Proc, u16) {
 /// it is ready.
 pub async fn spawn_worker(grpc: u16, config: &std::path::Path, id: &str) -> (Proc, u16) {
     let metrics = free_port();
-    let threads = tokio_threads("BENCH_WORKER_THREADS");
-    let env: Vec<(&str, &str)> = threads
-        .iter()
-        .map(|n| ("TOKIO_WORKER_THREADS", n.as_str()))
-        .collect();
     let worker = Proc::spawn_env(
         &[
             "worker",
@@ -216,7 +211,7 @@ pub async fn spawn_worker(grpc: u16, config: &std::path::Path, id: &str) -> (Pro
             "--config",
         ],
         &[config.as_os_str()],
-        &env,
+        tokio_threads("BENCH_WORKER_THREADS"),
     );
     wait_ready(metrics).await;
     (worker, metrics)
