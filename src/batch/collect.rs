@@ -80,7 +80,7 @@ pub async fn collect(
     let mut files = OutputFiles::open(&options.output, &options.errors)?;
     let mut collector = Collector {
         queues,
-        ds: queues.downstream().await?,
+        ds: queues.downstream(),
         record,
         files: &mut files,
     };
@@ -174,6 +174,8 @@ impl Collector<'_> {
         }
         self.files.flush()?;
         self.ds.ack(&transaction.id, sequences).await?;
+        // A real KubeMQ keeps an open transaction collecting after the get answered.
+        self.ds.close(&transaction.id).await?;
         Ok(transaction.messages.len())
     }
 }

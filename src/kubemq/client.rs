@@ -165,16 +165,25 @@ pub struct Client {
     client_id: Arc<str>,
 }
 
+/// HTTP/2 keep-alive pings, to notice a broker that vanished without closing the
+/// connection. grpc-go servers (a real KubeMQ) allow one ping per 5 minutes while a
+/// stream is open (none at all, for two hours, while none is) and answer a third early
+/// ping with GOAWAY `too_many_pings`, which fails every call on the connection. So: a
+/// ping only after 5 minutes and 10 s of silence, and never on a connection without
+/// streams. A broker process that dies closes its sockets, which is noticed at once.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(310);
+
 /// A generated client for `address` (`host:port`) whose connection is made on the first
-/// call and remade after the broker goes away; keep-alives notice a vanished broker.
+/// call and remade after the broker goes away.
 pub(crate) fn lazy_grpc(address: &str) -> Result<KubemqClient<Channel>, Error> {
     let endpoint = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| Error::new(ErrorKind::Connect, format!("bad broker address: {e}")))?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true);
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(Duration::from_secs(20))
+        .keep_alive_while_idle(false);
     Ok(KubemqClient::new(endpoint.connect_lazy()).max_decoding_message_size(usize::MAX))
 }
 

@@ -117,21 +117,23 @@ impl QueueClient {
         Ok(response.messages)
     }
 
-    /// Opens a downstream stream for transactions.
-    pub async fn downstream(&self) -> Result<Downstream, Error> {
+    /// Opens a downstream stream for transactions. Nothing is awaited here: grpc-go
+    /// servers (a real KubeMQ) send the response headers only with the first response,
+    /// and that needs a first request, so the call completes in the first [`Downstream::get`].
+    pub fn downstream(&self) -> Downstream {
         let (tx, rx) = mpsc::channel(64);
-        let responses = self
-            .grpc
-            .clone()
-            .queues_downstream(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .map_err(|s| Error::from_status(&s))?
-            .into_inner();
-        Ok(Downstream {
+        let mut grpc = self.grpc.clone();
+        let call = async move {
+            grpc.queues_downstream(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .map(tonic::Response::into_inner)
+        };
+        Downstream {
             requests: tx,
-            responses,
+            responses: Responses::Opening(Box::pin(call)),
             client_id: self.client_id.clone(),
-        })
+            gets: 0,
+        }
     }
 }
 
@@ -155,9 +157,27 @@ pub struct Transaction {
 /// settlement sent before the next `get` is applied before that get.
 pub struct Downstream {
     requests: mpsc::Sender<QueuesDownstreamRequest>,
-    responses: Streaming<QueuesDownstreamResponse>,
+    responses: Responses,
     client_id: Arc<str>,
+    gets: u64,
 }
+
+type Opening = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<Streaming<QueuesDownstreamResponse>, tonic::Status>>
+            + Send,
+    >,
+>;
+
+/// The stream's responses, once the call is established.
+enum Responses {
+    Opening(Opening),
+    Open(Streaming<QueuesDownstreamResponse>),
+}
+
+/// Gets on one stream before its owner should open a fresh one: a real KubeMQ keeps every
+/// transaction of a stream (and its messages) until the stream ends.
+pub const GETS_PER_STREAM: u64 = 1000;
 
 impl Downstream {
     /// Takes up to `max` messages from `channel`, waiting up to `wait` (the broker waits at
@@ -180,15 +200,9 @@ impl Downstream {
             ..self.base()
         })
         .await?;
+        self.gets += 1;
         loop {
-            let response = self
-                .responses
-                .message()
-                .await
-                .map_err(|s| Error::from_status(&s))?
-                .ok_or_else(|| {
-                    Error::new(ErrorKind::Unavailable, "the broker closed the queue stream")
-                })?;
+            let response = self.next_response().await?;
             if response.ref_request_id == request_id
                 && response.request_type_data == Kind::Get as i32
             {
@@ -204,6 +218,47 @@ impl Downstream {
                 tracing::warn!(transaction = %response.transaction_id, "queue settlement failed, the messages will come back: {}", response.error);
             }
         }
+    }
+
+    /// Whether this stream has served [`GETS_PER_STREAM`] gets and should be replaced.
+    pub fn is_worn(&self) -> bool {
+        self.gets >= GETS_PER_STREAM
+    }
+
+    async fn next_response(&mut self) -> Result<QueuesDownstreamResponse, Error> {
+        let stream = match &mut self.responses {
+            Responses::Open(stream) => stream,
+            Responses::Opening(call) => {
+                let stream = call.await.map_err(|s| Error::from_status(&s))?;
+                self.responses = Responses::Open(stream);
+                match &mut self.responses {
+                    Responses::Open(stream) => stream,
+                    Responses::Opening(_) => {
+                        return Err(Error::new(ErrorKind::Unavailable, "queue stream not open"))
+                    }
+                }
+            }
+        };
+        stream
+            .message()
+            .await
+            .map_err(|s| Error::from_status(&s))?
+            .ok_or_else(|| Error::new(ErrorKind::Unavailable, "the broker closed the queue stream"))
+    }
+
+    /// Ends transaction `id` without settling what is left in it: those messages go back
+    /// to the queue as they were. Send it after settling a get, even an empty one: a real
+    /// KubeMQ keeps an open transaction collecting new messages after its get answered,
+    /// hidden from every other consumer until it is closed. Closing a closed transaction
+    /// is a no-op with no response.
+    pub async fn close(&mut self, id: &str) -> Result<(), Error> {
+        self.send(QueuesDownstreamRequest {
+            request_id: uuid::Uuid::new_v4().simple().to_string(),
+            request_type_data: Kind::CloseByClient as i32,
+            ref_transaction_id: id.to_owned(),
+            ..self.base()
+        })
+        .await
     }
 
     /// Acknowledges `sequences` of transaction `id`: they are done and gone.

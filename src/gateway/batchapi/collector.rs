@@ -91,7 +91,7 @@ async fn collect(
         job,
         follower: store::from_first(client, &output::log_channel(&job.id)).await?,
         log: ResultLog::counting(),
-        ds: queues.downstream().await?,
+        ds: queues.downstream(),
     };
     let mut last_report = Instant::now();
     let mut reported = None;
@@ -183,6 +183,8 @@ impl Collector<'_> {
             })
             .collect();
         self.ds.ack(&transaction.id, sequences).await?;
+        // A real KubeMQ keeps an open transaction collecting after the get answered.
+        self.ds.close(&transaction.id).await?;
         Ok(transaction.messages.len())
     }
 

@@ -57,8 +57,12 @@ impl Default for BatchOptions {
 
 /// How often a slot looks again when its route has no spare capacity.
 const IDLE_POLL: Duration = Duration::from_millis(10);
-/// How long one pull waits for lines (the broker's minimum).
+/// How long one pull waits for lines (the broker's minimum). A pull returns early only
+/// once it holds all it asked for, so this is the most a partial pull waits.
 const PULL_WAIT: Duration = Duration::from_secs(1);
+/// After an empty pull the slot asks for one line and waits this long: the broker
+/// answers the moment one arrives, and an idle worker makes a few calls a minute.
+const IDLE_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs the batch consumer until `stop` is cancelled; then takes no more lines, finishes
 /// and settles the ones in hand, and returns. No line is taken before `ready` resolves
@@ -118,6 +122,7 @@ impl Slot {
     async fn run(self, stop: CancellationToken) {
         let mut stream: Option<Downstream> = None;
         let mut failures = 0u32;
+        let mut idle = false;
         while !stop.is_cancelled() {
             if !self.router.has_spare(&self.route) {
                 pause(&stop, IDLE_POLL).await;
@@ -126,9 +131,12 @@ impl Slot {
             let Some(taken) = self.take_permits(&stop).await else {
                 break;
             };
-            let pulled = self.pull(&mut stream, taken, &stop).await;
+            let pulled = self.pull(&mut stream, taken, idle, &stop).await;
             match pulled {
-                Ok(()) => failures = 0,
+                Ok(lines) => {
+                    failures = 0;
+                    idle = lines == 0;
+                }
                 Err(e) => {
                     stream = None;
                     failures += 1;
@@ -139,28 +147,38 @@ impl Slot {
     }
 
     /// One pull of up to `taken` lines (the permits already taken, all returned here):
-    /// get, work, settle.
+    /// get, work, settle; returns how many lines it got. An `idle` pull (the last one was
+    /// empty) asks for one line and waits longer.
     async fn pull(
         &self,
         stream: &mut Option<Downstream>,
         taken: usize,
+        idle: bool,
         stop: &CancellationToken,
-    ) -> Result<(), ClientError> {
+    ) -> Result<usize, ClientError> {
         let mut returned = 0;
         let result = async {
-            let ds = match stream {
-                Some(ds) => ds,
-                None => stream.insert(self.queues.downstream().await?),
+            if stream.as_ref().is_some_and(Downstream::is_worn) {
+                *stream = None;
+            }
+            let ds = stream.get_or_insert_with(|| self.queues.downstream());
+            let (want, wait) = if idle {
+                (1, IDLE_WAIT)
+            } else {
+                (taken, PULL_WAIT)
             };
-            let max = i32::try_from(taken).unwrap_or(i32::MAX);
+            // A long idle wait holds only the one permit it may use.
+            self.permits.add_permits(taken - want);
+            returned = taken - want;
+            let max = i32::try_from(want).unwrap_or(i32::MAX);
             let transaction = tokio::select! {
-                () = stop.cancelled() => return Ok(()),
-                t = ds.get(&self.queue, max, PULL_WAIT) => t?,
+                () = stop.cancelled() => return Ok(0),
+                t = ds.get(&self.queue, max, wait) => t?,
             };
             // Permits beyond the lines received go back at once, the rest after the work.
-            let lines = transaction.messages.len().min(taken);
-            self.permits.add_permits(taken - lines);
-            returned = taken - lines;
+            let lines = transaction.messages.len().min(want);
+            self.permits.add_permits(want - lines);
+            returned += want - lines;
             let settles = self.work(&transaction.messages).await;
             let mut acks = Vec::new();
             let mut requeues = Vec::new();
@@ -178,12 +196,14 @@ impl Slot {
             }
             ds.ack(&transaction.id, acks).await?;
             ds.requeue(&transaction.id, requeues, &self.queue).await?;
+            // Gives back lines left unsettled, and any a real KubeMQ added to the open
+            // transaction after answering the get.
+            ds.close(&transaction.id).await?;
             if left {
-                // Closing the stream is what gives unsettled lines back (a transaction left
-                // open would keep them, and on a real KubeMQ absorb more).
+                // A closed stream certainly gives back everything it held.
                 *stream = None;
             }
-            Ok(())
+            Ok(lines)
         }
         .await;
         self.permits.add_permits(taken - returned);
