@@ -24,6 +24,8 @@ pub struct AppState {
     pub started_unix: i64,
     /// What `/status` and `/status.json` show, gathered in the background.
     pub status: super::status::Board,
+    /// The one subscription every streamed answer arrives on.
+    pub streams: super::stream_hub::StreamHub,
     /// The Files and Batches APIs (state in the broker).
     pub batches: super::batchapi::BatchApi,
 }

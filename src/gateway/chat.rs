@@ -81,7 +81,7 @@ async fn complete(
         return reply(state.broker.query(request, route).await?);
     }
     let client = state.broker.client()?;
-    let opened = stream::subscribe(client, &mut request).await?;
+    let opened = stream::subscribe(&state.streams, client, &mut request).await?;
     let broker = state.broker.clone();
     let owned_route = route.clone();
     let call = StreamCall {

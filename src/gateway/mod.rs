@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`app`]: the routes and the layer stack (the composition root).
 //! - [`chat`]: `POST /v1/chat/completions` (query out, answer or failure back).
-//! - [`stream`]: `stream: true`, chunks relayed from the worker's events as SSE.
+//! - [`stream`]: `stream: true`, chunks relayed from the worker's events as SSE;
+//!   [`stream_hub`]: the one subscription they all arrive on.
 //! - [`models`]: `GET /v1/models`. [`health`]: `/health`, `/ready`, `/metrics`.
 //! - [`routes`]: `model` → route, channel, timeout, pinned model.
 //! - [`broker`]: the background connection to the broker.
@@ -30,6 +31,7 @@ pub mod request_id;
 pub mod routes;
 pub mod status;
 pub mod stream;
+pub mod stream_hub;
 
 use crate::config::RouterConfig;
 use app::AppState;
@@ -164,6 +166,7 @@ pub async fn start(
         broker: broker.clone(),
         max_body: options.max_body,
         started_unix: unix_seconds(),
+        streams: stream_hub::StreamHub::new(),
         batches: batchapi::BatchApi::start(
             &options.broker,
             &options.client_id,

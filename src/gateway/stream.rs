@@ -12,24 +12,21 @@
 use super::chat::failure_of;
 use super::error::ApiError;
 use super::metrics::stream_first_chunk;
-use crate::kubemq::client::{Client, EventSubscription};
-use crate::kubemq::subscribe::SubscribeType;
-use crate::kubemq::{Event, EventReceive, Request, Response as Answer, Subscribe};
+use super::stream_hub::{Inbox, StreamHub};
+use crate::kubemq::client::Client;
+use crate::kubemq::{Event, EventReceive, Request, Response as Answer};
 use crate::worker::stream::{self as protocol, END_DONE, END_TAG, SEQ_TAG};
 use crate::worker::wire::tag;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
-use futures::StreamExt;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// Longest wait for the broker to confirm the stream's subscription.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the last event may trail the query's answer (they travel apart).
 const END_GRACE: Duration = Duration::from_secs(2);
 /// SSE frames buffered towards a slow client before the relay waits for it.
@@ -45,51 +42,35 @@ pub struct StreamCall<'a> {
     pub query: BoxFuture<'static, Result<Answer, ApiError>>,
 }
 
-/// Subscribes to the stream's channel (waiting until the broker has it, so no chunk can
-/// be missed), then tags `request` with it. Call before sending the query.
-pub async fn subscribe(client: &Client, request: &mut Request) -> Result<Opened, ApiError> {
-    let channel = protocol::channel(&request.request_id);
-    let subscribe = Subscribe {
-        subscribe_type_data: SubscribeType::Events as i32,
-        client_id: client.client_id().to_owned(),
-        channel: channel.clone(),
-        ..Subscribe::default()
-    };
-    let events = client
-        .subscribe_to_events(subscribe)
-        .await
-        .map_err(|e| ApiError::BrokerUnavailable(e.to_string()))?;
-    let waited = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
-        while !events.is_active() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    });
-    if waited.await.is_err() {
-        return Err(ApiError::BrokerUnavailable(format!(
-            "the broker did not confirm the subscription to '{channel}' within {}s",
-            SUBSCRIBE_TIMEOUT.as_secs()
-        )));
-    }
+/// Registers the stream's inbox with the gateway's [`StreamHub`] (whose subscription is
+/// confirmed, so no chunk can be missed), then tags `request` with its channel. Call
+/// before sending the query.
+pub async fn subscribe(
+    hub: &StreamHub,
+    client: &Client,
+    request: &mut Request,
+) -> Result<Opened, ApiError> {
+    let inbox = hub.open(client, &request.request_id).await?;
     request
         .tags
-        .insert(protocol::STREAM_TAG.to_owned(), channel.clone());
-    Ok(Opened { channel, events })
+        .insert(protocol::STREAM_TAG.to_owned(), inbox.channel().to_owned());
+    Ok(Opened { inbox })
 }
 
-/// A subscribed stream channel.
+/// A stream's registered inbox.
 pub struct Opened {
-    channel: String,
-    events: EventSubscription,
+    inbox: Inbox,
 }
 
 /// Waits for the first event, then answers: an error status, or 200 with the SSE body.
 pub async fn respond(call: StreamCall<'_>, opened: Opened) -> Result<Response, ApiError> {
+    let cancel = CancelOnDrop::new(call.client.clone(), opened.inbox.channel());
     let mut relay = Relay {
-        events: opened.events,
+        events: opened.inbox,
         query: Some(call.query),
         answered_at: None,
         next_seq: 0,
-        cancel: CancelOnDrop::new(call.client.clone(), &opened.channel),
+        cancel,
     };
     let first = match relay.next().await {
         Step::Frame(frame) => frame,
@@ -128,7 +109,7 @@ enum Step {
 /// One stream being relayed: its events, the pending query, and the cancel to send if
 /// it is dropped before its end.
 struct Relay {
-    events: EventSubscription,
+    events: Inbox,
     /// The query, until its answer is in.
     query: Option<BoxFuture<'static, Result<Answer, ApiError>>>,
     /// Set when the query succeeded: the last event must follow within [`END_GRACE`].
@@ -145,7 +126,7 @@ impl Relay {
                 event = self.events.next() => {
                     return match event {
                         Some(event) => self.event(&event),
-                        None => Step::Failed(ApiError::BrokerUnavailable("the stream's subscription ended".into())),
+                        None => Step::Failed(ApiError::BrokerUnavailable("the stream's events stopped: the client read too slowly, or the gateway's link to the broker broke".into())),
                     };
                 }
                 answer = poll_query(&mut self.query) => {
@@ -203,6 +184,7 @@ impl Relay {
                 Step::Done => {
                     self.cancel.disarm();
                     let _ = tx.send(Ok("data: [DONE]\n\n".to_owned())).await;
+                    self.await_answer();
                     return;
                 }
                 Step::Failed(error) => {
@@ -211,6 +193,18 @@ impl Relay {
                     return;
                 }
             }
+        }
+    }
+}
+
+impl Relay {
+    /// Lets the query's answer, which travels apart from the events, arrive: a call
+    /// dropped first is cancelled, which a real KubeMQ logs as a failed request.
+    fn await_answer(&mut self) {
+        if let Some(query) = self.query.take() {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(END_GRACE, query).await;
+            });
         }
     }
 }
