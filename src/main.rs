@@ -211,6 +211,10 @@ struct UpArgs {
     batch: worker::batch::BatchFlags,
     #[command(flatten)]
     routing: RoutingArgs,
+    /// Use the KubeMQ broker (or cluster) at this gRPC address instead of starting the
+    /// embedded one: workers and gateway join it unchanged.
+    #[arg(long, env = "LLM_ROUTER_BROKER", conflicts_with_all = ["grpc_port", "rest_port", "data_dir"])]
+    broker: Option<String>,
     /// Broker gRPC port.
     #[arg(long, env = "GRPC_PORT", default_value_t = 50000)]
     grpc_port: u16,
@@ -519,7 +523,10 @@ async fn stop_sim(sim: Option<(RunningSim, String)>) {
 
 async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let broker = llm_router::broker::start(up_broker_config(&args)).await?;
+    let broker = match &args.broker {
+        Some(address) => UpBroker::External(address.clone()),
+        None => UpBroker::Embedded(llm_router::broker::start(up_broker_config(&args)).await?),
+    };
     let routing = load_routing(&args.routing, true).await?;
     let router = build_router(&routing.config)?;
     let shutdown = CancellationToken::new();
@@ -531,10 +538,8 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let (http_addr, http) = spawn_http(http_addr, statuses.clone(), shutdown.clone()).await?;
     let mut workers = tokio::task::JoinSet::new();
     for (i, status) in statuses.iter().enumerate() {
-        let mut options = WorkerOptions::new(
-            broker.grpc_addr.to_string(),
-            format!("llm-router-up-worker-{}", i + 1),
-        );
+        let mut options =
+            WorkerOptions::new(broker.address(), format!("llm-router-up-worker-{}", i + 1));
         options.batch = args.batch.options();
         let stop = shutdown.clone().cancelled_owned();
         workers.spawn(worker::run(options, router.clone(), status.clone(), stop));
@@ -542,7 +547,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     wait_ready(&statuses, Duration::from_secs(10)).await;
     let options = args
         .gateway
-        .options(broker.grpc_addr.to_string(), args.gateway_listen)?;
+        .options(broker.address(), args.gateway_listen)?;
     let gateway = gateway::start(options, &routing.config).await?;
     if !gateway.wait_ready(Duration::from_secs(10)).await {
         tracing::warn!(
@@ -578,8 +583,25 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     gateway.stop().await;
     let _ = http.await;
     stop_sim(routing.sim).await;
-    broker.shutdown().await;
+    if let UpBroker::Embedded(broker) = broker {
+        broker.shutdown().await;
+    }
     failed.map_or(Ok(()), |e| Err(e.into()))
+}
+
+/// The broker `up` runs on: its own, or one given with `--broker`.
+enum UpBroker {
+    Embedded(llm_router::broker::RunningBroker),
+    External(String),
+}
+
+impl UpBroker {
+    fn address(&self) -> String {
+        match self {
+            Self::Embedded(b) => b.grpc_addr.to_string(),
+            Self::External(address) => address.clone(),
+        }
+    }
 }
 
 fn up_broker_config(args: &UpArgs) -> BrokerConfig {
@@ -604,7 +626,7 @@ async fn wait_ready(statuses: &[Arc<Status>], limit: Duration) {
 
 /// What `up` prints once everything listens.
 struct UpSummary<'a> {
-    broker: &'a llm_router::broker::RunningBroker,
+    broker: &'a UpBroker,
     http: SocketAddr,
     gateway: &'a RunningGateway,
     routing: &'a Routing,
@@ -634,11 +656,18 @@ impl UpSummary<'_> {
             .routes
             .first()
             .map_or("openai", |r| r.name.as_str());
+        let broker = match self.broker {
+            UpBroker::Embedded(b) => format!(
+                "  gRPC (KubeMQ)  {}\n  REST (KubeMQ)  http://{}   (/health /ready /metrics)\n",
+                b.grpc_addr, b.rest_addr
+            ),
+            UpBroker::External(address) => {
+                format!("  broker         external KubeMQ at {address} (--broker)\n")
+            }
+        };
         format!(
-            "llm-router up: ready in {} ms\n  gRPC (KubeMQ)  {}\n  REST (KubeMQ)  http://{}   (/health /ready /metrics)\n  workers        {} in group {}, metrics http://{}/metrics\n  gateway        {}   (OpenAI base URL {}/v1; /health /ready /metrics)\n  routes         {}\n  provider       {}\n  try            llm-router ask {example} \"Hello\" --broker {}\n",
+            "llm-router up: ready in {} ms\n{broker}  workers        {} in group {}, metrics http://{}/metrics\n  gateway        {}   (OpenAI base URL {}/v1; /health /ready /metrics)\n  routes         {}\n  provider       {}\n  try            llm-router ask {example} \"Hello\" --broker {}\n",
             self.ready_in.as_millis(),
-            self.broker.grpc_addr,
-            self.broker.rest_addr,
             self.workers,
             worker::DEFAULT_GROUP,
             self.http,
@@ -646,7 +675,7 @@ impl UpSummary<'_> {
             self.gateway.url(),
             routes.join(", "),
             provider,
-            self.broker.grpc_addr,
+            self.broker.address(),
         )
     }
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::stack::{self, job_file, WorkerTask};
-use common::TestBroker;
+use common::Broker;
 use llm_router::batch::collect::{self, CollectOptions, Progress};
 use llm_router::batch::format::OutputLine;
 use llm_router::batch::history;
@@ -25,7 +25,7 @@ const ROUTE: &str = "openai";
 const SINGLE: &str = "claude";
 
 struct Setup {
-    broker: TestBroker,
+    broker: Broker,
     sim: RunningSim,
     config: RouterConfig,
     workers: Vec<WorkerTask>,
@@ -35,7 +35,7 @@ struct Setup {
 }
 
 async fn setup(sim: SimConfig, env: &[(&str, &str)]) -> Setup {
-    let broker = common::start_broker().await;
+    let broker = Broker::start().await;
     let sim = stack::start_sim(sim).await;
     let config = stack::sim_routes(&sim, env);
     let address = broker.grpc_address();

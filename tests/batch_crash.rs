@@ -1,8 +1,15 @@
 //! A batch job survives crashes: real binaries for the broker, three workers, the
 //! simulated provider and the batch CLI. Mid-job one worker is killed with SIGKILL (and
-//! replaced), then the broker itself is killed with SIGKILL and restarted on its data dir.
-//! Every custom_id must still come out exactly once, in the output or the error file.
+//! replaced), then the collector is killed and started again; on the embedded broker the
+//! broker itself is also killed with SIGKILL and restarted on its data dir (the real
+//! server's start script wipes its store, so there it keeps running). Every custom_id must
+//! still come out exactly once, in the output or the error file.
 #![expect(clippy::expect_used, reason = "a failed step fails the test")]
+
+mod common;
+
+use common::real_server::RealServer;
+use common::BrokerKind;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -41,6 +48,8 @@ struct Cluster {
     rest: u16,
     sim: u16,
     broker: Option<Proc>,
+    /// Set when the job runs on the real KubeMQ server instead of `llm-router broker`.
+    real: Option<RealServer>,
     workers: Vec<Proc>,
     _sim: Proc,
 }
@@ -73,10 +82,17 @@ impl Cluster {
             rest: free_port(),
             sim,
             broker: None,
+            real: None,
             workers: Vec::new(),
             _sim: Proc(sim_proc),
         };
-        c.start_broker();
+        if common::broker_kind() == BrokerKind::Kubemq {
+            let real = RealServer::start();
+            c.grpc = real.grpc_port;
+            c.real = Some(real);
+        } else {
+            c.start_broker();
+        }
         for _ in 0..3 {
             c.add_worker();
         }
@@ -233,12 +249,15 @@ fn a_job_survives_a_killed_worker_and_a_killed_broker() {
     c.add_worker();
 
     wait_for(&out, &errors, LINES / 2, &mut collector);
-    c.kill_broker();
-    // The collector loses the broker: what it wrote stays, and a new run continues.
+    // The collector is killed (with the broker, where the broker can come back with its
+    // store): what it wrote stays, and a new run continues.
     let _ = collector.kill();
     let _ = collector.wait();
-    std::thread::sleep(Duration::from_millis(300));
-    c.start_broker();
+    if c.real.is_none() {
+        c.kill_broker();
+        std::thread::sleep(Duration::from_millis(300));
+        c.start_broker();
+    }
 
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {

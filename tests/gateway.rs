@@ -5,7 +5,7 @@
 mod common;
 
 use common::stack::{self, Stack};
-use common::TestBroker;
+use common::Broker;
 use llm_router::gateway::auth::ApiKeys;
 use llm_router::gateway::GatewayOptions;
 use llm_router::sim::SimConfig;
@@ -416,7 +416,7 @@ async fn unknown_paths_are_openai_shaped_404s() {
 /// A stand-in worker on `openai_requests` that hands each query to the test and answers
 /// it: first with a canned completion, then with a failure that is not JSON.
 async fn fake_worker(
-    broker: &TestBroker,
+    broker: &Broker,
 ) -> (
     kubemq::KubemqClient,
     kubemq::prelude::Subscription,
@@ -451,14 +451,7 @@ async fn fake_worker(
         )
         .await
         .expect("subscribe");
-    let b = broker.running.broker.clone();
-    common::eventually("fake worker subscribed", || {
-        b.pubsub.subscriber_count(
-            llm_router::broker::pubsub::stats::Kind::Queries,
-            "openai_requests",
-        ) >= 1
-    })
-    .await;
+    broker.wait_query_subscribers("openai_requests", 1).await;
     (client, sub, queries)
 }
 

@@ -1,10 +1,12 @@
 //! Events through our KubeMQ client (send, subscribe, events-store resubscribe across a
-//! broker restart) and router membership over the embedded broker on loopback.
+//! broker restart) and router membership, on loopback. Every test but the restart one
+//! runs on either broker (`LLM_ROUTER_TEST_BROKER`); the restart one needs a broker that
+//! keeps its store across a restart, which the real server's start script wipes.
 #![expect(clippy::expect_used, reason = "a failed step fails the test")]
 
 mod common;
 
-use common::TestBroker;
+use common::Broker;
 use futures::StreamExt;
 use llm_router::kubemq::client::{
     Client, ClientOptions, ErrorKind, Event as ClientEvent, EventSubscription,
@@ -17,8 +19,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-async fn client(broker: &TestBroker, id: &str) -> Client {
-    let mut options = ClientOptions::new(broker.grpc_address(), id);
+async fn client(address: &str, id: &str) -> Client {
+    let mut options = ClientOptions::new(address, id);
     options.max_backoff = Duration::from_millis(200);
     Client::connect(options).await.expect("connect")
 }
@@ -61,8 +63,8 @@ async fn send_eventually(client: &Client, event: Event) {
 
 #[tokio::test]
 async fn events_are_sent_and_delivered_and_a_bad_event_is_rejected() {
-    let broker = common::start_broker().await;
-    let c = client(&broker, "events").await;
+    let broker = Broker::start().await;
+    let c = client(&broker.grpc_address(), "events").await;
     let sub = subscription(SubscribeType::Events, "ev", EventsStoreType::Undefined);
     let mut sub = c.subscribe_to_events(sub).await.expect("subscribe");
     common::eventually("subscribed", || sub.is_active()).await;
@@ -81,7 +83,7 @@ async fn events_are_sent_and_delivered_and_a_bad_event_is_rejected() {
 async fn an_events_store_subscription_continues_after_a_broker_restart_without_loss_or_repeats() {
     let broker = common::start_broker().await;
     let port = broker.running.grpc_addr.port();
-    let c = client(&broker, "store").await;
+    let c = client(&broker.grpc_address(), "store").await;
     let from_first = subscription(
         SubscribeType::EventsStore,
         "es",
@@ -148,11 +150,11 @@ async fn within(within: Duration, what: &str, cond: impl Fn() -> bool) {
 #[tokio::test]
 async fn three_routers_count_three_and_two_after_one_leaves() {
     llm_router::metrics::handle();
-    let broker = common::start_broker().await;
+    let broker = Broker::start().await;
     let mut members = Vec::new();
     for i in 0..3 {
         let router = router();
-        let c = client(&broker, &format!("member-{i}")).await;
+        let c = client(&broker.grpc_address(), &format!("member-{i}")).await;
         let m = Membership::start(c, Arc::clone(&router), format!("m{i}"))
             .await
             .expect("membership");
@@ -197,17 +199,17 @@ async fn three_routers_count_three_and_two_after_one_leaves() {
 
 #[tokio::test]
 async fn workers_sharing_a_router_are_one_member() {
-    let broker = common::start_broker().await;
+    let broker = Broker::start().await;
     let router = router();
     let a = Membership::join(
-        client(&broker, "w0").await,
+        client(&broker.grpc_address(), "w0").await,
         Arc::clone(&router),
         "w0".into(),
     )
     .await
     .expect("join");
     let b = Membership::join(
-        client(&broker, "w1").await,
+        client(&broker.grpc_address(), "w1").await,
         Arc::clone(&router),
         "w1".into(),
     )
@@ -222,7 +224,7 @@ async fn workers_sharing_a_router_are_one_member() {
         .await
         .expect("settled");
     assert_eq!((a.count(), router.replicas()), (1, 1));
-    let raw_listener = client(&broker, "listener").await;
+    let raw_listener = client(&broker.grpc_address(), "listener").await;
     let sub = subscription(
         SubscribeType::Events,
         MEMBERS_CHANNEL,

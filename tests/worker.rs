@@ -5,9 +5,8 @@
 mod common;
 
 use common::stack;
-use common::TestBroker;
+use common::Broker;
 use kubemq::prelude::*;
-use llm_router::broker::pubsub::stats::Kind;
 use llm_router::routing::Router;
 use llm_router::sim::{RunningSim, SimConfig};
 use llm_router::worker::{self, Status, WorkerError};
@@ -30,14 +29,14 @@ struct Worker {
 
 /// Broker, sim provider and a router on the default routes pointed at the sim.
 struct Setup {
-    broker: TestBroker,
+    broker: Broker,
     sim: RunningSim,
     router: Arc<Router>,
     workers: Vec<Worker>,
 }
 
 async fn setup(sim: SimConfig) -> Setup {
-    let broker = common::start_broker().await;
+    let broker = Broker::start().await;
     let sim = stack::start_sim(sim).await;
     let config = stack::sim_routes(&sim, &[]);
     let router = Router::new(&config, reqwest::Client::new()).expect("router");
@@ -54,13 +53,9 @@ impl Setup {
     async fn add_worker(&mut self, id: &str) {
         let (status, (stop, task)) = stack::spawn_worker(&self.broker, id, self.router.clone());
         let expected = self.workers.len() + 1;
-        let b = self.broker.running.broker.clone();
-        common::eventually("worker subscribed", || {
-            status.is_ready()
-                && b.pubsub.subscriber_count(Kind::Queries, OPENAI) >= expected
-                && b.pubsub.subscriber_count(Kind::Queries, CLAUDE) >= expected
-        })
-        .await;
+        common::eventually("worker subscribed", || status.is_ready()).await;
+        self.broker.wait_query_subscribers(OPENAI, expected).await;
+        self.broker.wait_query_subscribers(CLAUDE, expected).await;
         self.workers.push(Worker {
             id: id.to_owned(),
             status,
@@ -306,11 +301,7 @@ async fn a_worker_killed_mid_request_never_leaves_the_caller_past_its_timeout() 
     }
     assert!(answered >= 2, "answered {answered}, timed out {timed_out}");
     // The survivors serve everything from now on.
-    let b = s.broker.running.broker.clone();
-    common::eventually("killed worker left the group", || {
-        b.pubsub.subscriber_count(Kind::Queries, OPENAI) == 2
-    })
-    .await;
+    s.broker.wait_query_subscribers(OPENAI, 2).await;
     for i in 0..4 {
         let resp = caller
             .send_query(query(OPENAI, format!("after {i}"), timeout))
@@ -341,18 +332,13 @@ async fn graceful_shutdown_finishes_in_flight_requests_and_leaves_the_group() {
     assert!(resp.executed, "{}", resp.error);
     w.task.await.expect("join").expect("worker stops cleanly");
     assert!(!w.status.is_ready());
-    let b = s.broker.running.broker.clone();
-    common::eventually("worker left the group", || {
-        b.pubsub.subscriber_count(Kind::Queries, OPENAI) == 0
-    })
-    .await;
+    s.broker.wait_query_subscribers(OPENAI, 0).await;
     s.stop().await;
 }
 
 #[tokio::test]
 async fn worker_resubscribes_after_a_broker_restart() {
     let mut s = Setup::with_workers(SimConfig::default(), 1).await;
-    let port = s.broker.running.grpc_addr.port();
     let caller = s.broker.sdk("before-restart").await;
     let resp = caller
         .send_query(query(OPENAI, "before", Duration::from_secs(5)))
@@ -361,23 +347,11 @@ async fn worker_resubscribes_after_a_broker_restart() {
     assert!(resp.executed);
     drop(caller);
 
-    let placeholder = common::start_broker().await;
-    let old = std::mem::replace(&mut s.broker, placeholder);
-    let dir = old.stop().await;
-    let mut config = common::config(dir.path());
-    config.grpc_port = port;
-    let restarted = common::start_broker_with(config, dir).await;
-    let spare = std::mem::replace(&mut s.broker, restarted);
-    spare.stop().await;
-
-    let b = s.broker.running.broker.clone();
+    s.broker.restart().await;
     let status = s.workers[0].status.clone();
-    common::eventually("worker resubscribed", || {
-        b.pubsub.subscriber_count(Kind::Queries, OPENAI) == 1
-            && b.pubsub.subscriber_count(Kind::Queries, CLAUDE) == 1
-            && status.is_ready()
-    })
-    .await;
+    common::eventually("worker resubscribed", || status.is_ready()).await;
+    s.broker.wait_query_subscribers(OPENAI, 1).await;
+    s.broker.wait_query_subscribers(CLAUDE, 1).await;
     let caller = s.broker.sdk("after-restart").await;
     let resp = caller
         .send_query(query(OPENAI, "after", Duration::from_secs(5)))

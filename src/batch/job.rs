@@ -118,7 +118,7 @@ impl JobRecord {
 }
 
 /// Folds job events into records, in the order they were stored.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Jobs {
     jobs: HashMap<String, JobRecord>,
 }

@@ -4,9 +4,9 @@
 use super::app::AppState;
 use super::batchapi::create::{self, CreateBatch};
 use super::batchapi::error::BatchApiError;
-use super::batchapi::{record, view, BatchApi};
+use super::batchapi::view;
 use crate::batch::history;
-use crate::batch::job::{self, JobEvent, Jobs};
+use crate::batch::job::{self, JobEvent};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -34,13 +34,6 @@ pub async fn create(
     Ok(Json(batch))
 }
 
-/// Both histories, read at once.
-async fn histories(api: &BatchApi) -> Result<(record::Batches, Jobs), BatchApiError> {
-    let client = api.client()?;
-    let (batches, jobs) = tokio::join!(record::replay(client), history::replay(client));
-    Ok((batches?, jobs?))
-}
-
 /// `GET /v1/batches/{id}`. An open batch gets a collector here if it has none (its
 /// creating replica may be gone).
 pub async fn retrieve(
@@ -48,7 +41,7 @@ pub async fn retrieve(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, BatchApiError> {
     let api = &state.batches;
-    let (batches, jobs) = histories(api).await?;
+    let (batches, jobs) = api.histories().await?;
     let batch = batches.get(&id).ok_or(BatchApiError::NoBatch(id.clone()))?;
     let job = jobs.get(&id);
     if let Some(job) = job.filter(|_| view::is_open(batch, job)) {
@@ -75,7 +68,7 @@ pub async fn list(
             Some("limit"),
         ));
     }
-    let (batches, jobs) = histories(&state.batches).await?;
+    let (batches, jobs) = state.batches.histories().await?;
     let all = batches.newest_first();
     let start = match &query.after {
         Some(after) => all
@@ -107,7 +100,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, BatchApiError> {
     let api = &state.batches;
-    let (batches, mut jobs) = histories(api).await?;
+    let (batches, mut jobs) = api.histories().await?;
     let batch = batches.get(&id).ok_or(BatchApiError::NoBatch(id.clone()))?;
     let status = view::status(batch, jobs.get(&id));
     match status {

@@ -5,7 +5,7 @@
 use super::app::AppState;
 use super::batchapi::error::BatchApiError;
 use super::batchapi::files::{self, FileId};
-use super::batchapi::{output, record, BatchApi};
+use super::batchapi::{output, BatchApi};
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -139,7 +139,7 @@ async fn batch_file(
     batch: &str,
 ) -> Result<(Vec<u8>, i64, String), BatchApiError> {
     let client = api.client()?;
-    let batches = record::replay(client).await?;
+    let batches = api.batches().await?;
     let record = batches
         .get(batch)
         .ok_or_else(|| BatchApiError::NoFile(id.to_owned()))?;

@@ -1,8 +1,9 @@
-//! The whole request path in one process: the embedded broker, simulated providers, worker
-//! replicas and the gateway, each on an ephemeral loopback port. Test crates add their own
+//! The whole request path in one process: the broker (embedded, or the real KubeMQ server
+//! when `LLM_ROUTER_TEST_BROKER=kubemq`), simulated providers, worker replicas and the
+//! gateway, each on an ephemeral loopback port. Test crates add their own
 //! request helpers to [`Stack`] in an `impl Stack` block of their own.
 
-use super::TestBroker;
+use super::Broker;
 use llm_router::config::RouterConfig;
 use llm_router::gateway::{self, GatewayOptions, RunningGateway};
 use llm_router::provider::http_client;
@@ -56,11 +57,7 @@ pub fn sim_routes(sim: &RunningSim, env: &[(&str, &str)]) -> RouterConfig {
 }
 
 /// Spawns worker `id` on `router` without waiting; the status tells when it is subscribed.
-pub fn spawn_worker(
-    broker: &TestBroker,
-    id: &str,
-    router: Arc<Router>,
-) -> (Arc<Status>, WorkerTask) {
+pub fn spawn_worker(broker: &Broker, id: &str, router: Arc<Router>) -> (Arc<Status>, WorkerTask) {
     let status = Arc::new(Status::default());
     let stop = CancellationToken::new();
     let task = tokio::spawn(worker::run(
@@ -74,7 +71,7 @@ pub fn spawn_worker(
 
 /// Worker `id` with its own router on `config` (as a separate process would have), once
 /// it is subscribed.
-pub async fn start_worker(broker: &TestBroker, config: &RouterConfig, id: &str) -> WorkerTask {
+pub async fn start_worker(broker: &Broker, config: &RouterConfig, id: &str) -> WorkerTask {
     let router = Arc::new(
         Router::new(
             config,
@@ -143,7 +140,7 @@ pub fn job_file(n: usize) -> String {
 
 /// Broker, simulated providers, workers and one gateway, all in this process.
 pub struct Stack {
-    pub broker: TestBroker,
+    pub broker: Broker,
     /// Stopped with the stack; tests that keep their sims to read stats leave this empty.
     pub sims: Vec<RunningSim>,
     pub config: RouterConfig,
@@ -161,7 +158,7 @@ impl Stack {
         worker_ids: impl IntoIterator<Item = String>,
         tune: impl FnOnce(&mut GatewayOptions),
     ) -> Self {
-        let broker = super::start_broker().await;
+        let broker = Broker::start().await;
         let mut workers = Vec::new();
         for id in worker_ids {
             workers.push(start_worker(&broker, &config, &id).await);

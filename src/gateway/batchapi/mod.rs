@@ -1,7 +1,8 @@
 //! OpenAI's Files and Batches APIs on top of batch jobs, with every piece of state in the
 //! broker so that gateway replicas stay stateless and any of them answers for any batch.
 //!
-//! - [`store`]: events-store reads (replay up to a sync marker) and writes.
+//! - [`store`]: events-store reads (replay up to a sync marker) and writes;
+//!   [`follow`]: long-lived views of the batches and jobs histories.
 //! - [`files`]: uploaded files (metadata channel, chunked content channels) and the ids
 //!   of a batch's output and error files.
 //! - [`record`]: a batch's own history (OpenAI fields, validation failure, end).
@@ -16,17 +17,19 @@ pub mod collector;
 pub mod create;
 pub mod error;
 pub mod files;
+pub mod follow;
 pub mod output;
 pub mod record;
 pub mod store;
 pub mod view;
 
 use super::routes::RouteTable;
-use crate::batch::history;
+use crate::batch::job::{JobEvent, JobRecord, Jobs, JOBS_CHANNEL};
 use crate::kubemq::client::{Client, ClientOptions, Error as ClientError};
 use crate::kubemq::queues::QueueClient;
 use collector::Collectors;
 use error::BatchApiError;
+use follow::View;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -49,6 +52,24 @@ pub struct BatchApi {
     pub collectors: Collectors,
     /// Largest upload, bytes.
     pub max_upload: usize,
+    /// The batches and jobs histories, followed once connected.
+    views: Arc<OnceCell<Views>>,
+}
+
+/// The two histories a batch is read from.
+#[derive(Clone)]
+pub struct Views {
+    pub batches: View<record::Batches>,
+    pub jobs: View<Jobs>,
+}
+
+impl follow::Fold for Jobs {
+    fn fold(&mut self, event: &crate::kubemq::EventReceive) {
+        match serde_json::from_slice::<JobEvent>(&event.body) {
+            Ok(e) => self.apply(e),
+            Err(e) => tracing::debug!("ignoring an unreadable event on {JOBS_CHANNEL}: {e}"),
+        }
+    }
 }
 
 impl BatchApi {
@@ -69,6 +90,7 @@ impl BatchApi {
             table,
             collectors: Collectors::new(shutdown.clone()),
             max_upload,
+            views: Arc::new(OnceCell::new()),
         };
         let mut options = ClientOptions::new(address, id);
         options.connect_timeout = None;
@@ -89,16 +111,49 @@ impl BatchApi {
             .map_err(|e| BatchApiError::from(e.clone()))
     }
 
-    /// Starts collectors here for every open batch that has none here.
-    pub async fn scan(&self) -> Result<(), BatchApiError> {
+    fn views(&self) -> Result<&Views, BatchApiError> {
+        self.views.get().ok_or_else(|| {
+            BatchApiError::BrokerUnavailable(format!("not connected to {} yet", self.address))
+        })
+    }
+
+    /// Both histories, with everything stored before this call (by any replica) in them.
+    pub async fn histories(&self) -> Result<(record::Batches, Jobs), BatchApiError> {
         let client = self.client()?;
-        let (batches, jobs) = tokio::join!(record::replay(client), history::replay(client));
-        let (batches, jobs) = (batches?, jobs?);
-        for batch in batches.newest_first() {
-            let job = jobs.get(&batch.id);
-            if let Some(job) = job.filter(|_| view::is_open(batch, job)) {
-                self.collectors.ensure(client, self.queues()?, job);
-            }
+        let views = self.views()?;
+        let (batches, jobs) = tokio::join!(
+            views.batches.synced(client, Clone::clone),
+            views.jobs.synced(client, Clone::clone)
+        );
+        Ok((batches?, jobs?))
+    }
+
+    /// The batches history, with everything stored before this call in it.
+    pub async fn batches(&self) -> Result<record::Batches, BatchApiError> {
+        let views = self.views()?;
+        Ok(views.batches.synced(self.client()?, Clone::clone).await?)
+    }
+
+    /// Starts collectors here for every open batch that has none here, from the views
+    /// as they are (no broker call).
+    pub fn scan(&self) -> Result<(), BatchApiError> {
+        let client = self.client()?;
+        let views = self.views()?;
+        let open: Vec<JobRecord> = views.batches.now(|batches| {
+            views.jobs.now(|jobs| {
+                batches
+                    .newest_first()
+                    .into_iter()
+                    .filter_map(|batch| {
+                        jobs.get(&batch.id)
+                            .filter(|job| view::is_open(batch, Some(*job)))
+                            .cloned()
+                    })
+                    .collect()
+            })
+        });
+        for job in &open {
+            self.collectors.ensure(client, self.queues()?, job);
         }
         Ok(())
     }
@@ -114,8 +169,29 @@ async fn supervise(api: BatchApi, options: ClientOptions, shutdown: Cancellation
         tracing::error!("the Batch API cannot use the broker at {}", api.address);
         return;
     }
+    let Ok(client) = api.client().cloned() else {
+        return;
+    };
+    let started = async {
+        let batches = View::start(&client, record::BATCHES_CHANNEL).await?;
+        let jobs = View::start(&client, JOBS_CHANNEL).await?;
+        Ok::<_, ClientError>(Views { batches, jobs })
+    };
+    match started.await {
+        Ok(views) => {
+            let _ = api.views.set(views);
+        }
+        Err(e) => {
+            tracing::error!("the Batch API cannot follow its histories: {e}");
+            return;
+        }
+    }
+    // The first scan waits until the views hold what is stored now.
+    if let Err(e) = api.histories().await {
+        tracing::warn!("reading the batch histories failed: {e}");
+    }
     loop {
-        if let Err(e) = api.scan().await {
+        if let Err(e) = api.scan() {
             tracing::warn!(
                 "looking for open batches failed, trying again in {}s: {e}",
                 RESCAN.as_secs()

@@ -71,7 +71,7 @@ pub struct Finished {
 }
 
 /// Folds batch events in the order they were stored.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Batches {
     batches: HashMap<String, BatchRecord>,
 }
@@ -132,6 +132,15 @@ pub async fn publish(client: &Client, event: &BatchEvent) -> Result<(), ClientEr
     let body = serde_json::to_vec(event)
         .map_err(|e| ClientError::new(ErrorKind::Rejected, format!("batch event: {e}")))?;
     store::publish(client, BATCHES_CHANNEL, body, HashMap::new()).await
+}
+
+impl super::follow::Fold for Batches {
+    fn fold(&mut self, event: &crate::kubemq::EventReceive) {
+        match serde_json::from_slice::<BatchEvent>(&event.body) {
+            Ok(e) => self.apply(e),
+            Err(e) => tracing::debug!("ignoring an unreadable event on {BATCHES_CHANNEL}: {e}"),
+        }
+    }
 }
 
 /// Every batch as the history tells it now.

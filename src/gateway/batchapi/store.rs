@@ -63,10 +63,15 @@ pub async fn from_first(
 /// Stores a sync marker on `channel`; returns its id.
 pub async fn mark(client: &Client, channel: &str) -> Result<String, ClientError> {
     let marker = uuid::Uuid::new_v4().simple().to_string();
-    let tags = HashMap::from([(SYNC_TAG.to_owned(), marker.clone())]);
-    // Not empty: the broker refuses an event with neither body nor metadata.
-    publish(client, channel, b"sync".to_vec(), tags).await?;
+    mark_as(client, channel, &marker).await?;
     Ok(marker)
+}
+
+/// Stores the sync marker `marker` on `channel`.
+pub async fn mark_as(client: &Client, channel: &str, marker: &str) -> Result<(), ClientError> {
+    let tags = HashMap::from([(SYNC_TAG.to_owned(), marker.to_owned())]);
+    // Not empty: the broker refuses an event with neither body nor metadata.
+    publish(client, channel, b"sync".to_vec(), tags).await
 }
 
 /// Whether `event` is a sync marker (of any reader); readers skip them.

@@ -109,7 +109,9 @@ impl RealServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         if proc.exists() {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
         }
     }
 
