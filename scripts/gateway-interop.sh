@@ -30,8 +30,9 @@ start_router() {
   GATEWAY_PORT=$(free_port)
   export GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
   export GATEWAY_KEY=$KEY
-  start_up "$GATEWAY_URL/ready" --sim --sim-chunk-delay-ms 100 --workers 2 --grpc-port "$grpc" \
-    --rest-port "$rest" --metrics-port "$metrics" --gateway-listen "127.0.0.1:$GATEWAY_PORT"
+  up_broker_args "$grpc" "$rest"
+  start_up "$GATEWAY_URL/ready" --sim --sim-chunk-delay-ms 100 --workers 2 "${UP_BROKER[@]}" \
+    --metrics-port "$metrics" --gateway-listen "127.0.0.1:$GATEWAY_PORT"
 }
 
 # Runs one SDK script (tests/python/$1, $2 seconds at most) and counts its PASS/FAIL lines.

@@ -8,6 +8,9 @@
 
 export PYTHONDONTWRITEBYTECODE=1
 SCRIPT=$1
+# LLM_ROUTER_TEST_BROKER=kubemq: the same checks against the real KubeMQ server v2.4.0
+# (KUBEMQ_SERVER_DIR, default ../shared/kubemq-server) instead of the embedded broker.
+[[ ${LLM_ROUTER_TEST_BROKER:-} == kubemq ]] && SCRIPT=$SCRIPT-kubemq
 ROOT=$PWD
 BIN=${LLM_ROUTER_BIN:-target/debug/llm-router}
 PYTHON=${PYTHON:-python3}
@@ -46,6 +49,30 @@ die() {
 
 pass() { echo "PASS $1"; PASSED=$((PASSED + 1)); }
 fail() { echo "FAIL $1: $2"; FAILED=$((FAILED + 1)); }
+
+# Whether this run is against the real KubeMQ server.
+on_kubemq() { [[ ${LLM_ROUTER_TEST_BROKER:-} == kubemq ]]; }
+
+# start_kubemq GRPC REST: the real KubeMQ server on those loopback ports (its API and
+# Prometheus ports free ones), stopped on exit like every other process here.
+start_kubemq() {
+  local dir=${KUBEMQ_SERVER_DIR:-$ROOT/../shared/kubemq-server} pid
+  pid=$(GRPC_PORT=$1 REST_PORT=$2 API_PORT=$(free_port) KUBEMQ_PROM_PORT=$(free_port) \
+    bash "$dir/start.sh" "$RUN_DIR/kubemq") || die "the real KubeMQ server did not start"
+  PIDS+=("$pid")
+  echo "real KubeMQ server v2.4.0: gRPC 127.0.0.1:$1, REST 127.0.0.1:$2 (pid $pid)"
+}
+
+# up_broker_args GRPC REST: sets UP_BROKER to the broker arguments of `up`: its embedded
+# broker on those ports, or, on the real server, that server started on them (--broker).
+up_broker_args() {
+  if on_kubemq; then
+    start_kubemq "$1" "$2"
+    UP_BROKER=(--broker "127.0.0.1:$1")
+  else
+    UP_BROKER=(--grpc-port "$1" --rest-port "$2")
+  fi
+}
 
 free_port() {
   "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -92,7 +119,9 @@ await_ready() {
 start_up() {
   local url=$1
   shift
-  "$BIN" up "$@" --data-dir "$RUN_DIR/data" >"$RUN_DIR/up.out" 2>"$RUN_DIR/up.log" &
+  local data=(--data-dir "$RUN_DIR/data")
+  on_kubemq && data=()
+  "$BIN" up "$@" "${data[@]}" >"$RUN_DIR/up.out" 2>"$RUN_DIR/up.log" &
   UP_PID=$!
   PIDS+=("$UP_PID")
   await_ready "$UP_PID" "llm-router up" "$RUN_DIR/up.log" "$url" "$RUN_DIR/up.out"

@@ -20,6 +20,12 @@ kubemq_venv() {
 start_broker() {
   GRPC_PORT=$(free_port)
   REST_PORT=$(free_port)
+  export KUBEMQ_ADDRESS="127.0.0.1:$GRPC_PORT" KUBEMQ_REST="127.0.0.1:$REST_PORT"
+  if on_kubemq; then
+    start_kubemq "$GRPC_PORT" "$REST_PORT"
+    BROKER_PID=${PIDS[-1]}
+    return
+  fi
   "$BIN" broker --grpc-port "$GRPC_PORT" --rest-port "$REST_PORT" \
     --data-dir "$RUN_DIR/data" >"$RUN_DIR/broker.log" 2>&1 &
   BROKER_PID=$!

@@ -58,7 +58,7 @@ impl Setup {
     /// A worker replica with its own router (as a separate process would have).
     async fn add_worker(&mut self) {
         let id = format!("batch-worker-{}", self.workers.len());
-        let worker = stack::start_worker(&self.broker, &self.config, &id).await;
+        let worker = stack::start_worker(&self.broker.grpc_address(), &self.config, &id).await;
         self.workers.push(worker);
     }
 

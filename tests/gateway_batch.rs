@@ -442,7 +442,7 @@ async fn a_batch_outlives_the_gateway_that_created_it() {
     first.stop().await;
     s.wait_batch_api(&s.gateway).await;
     for i in 0..2 {
-        let worker = stack::start_worker(&s.broker, &s.config, &worker_id(i)).await;
+        let worker = stack::start_worker(&s.broker.grpc_address(), &s.config, &worker_id(i)).await;
         s.workers.push(worker);
     }
     let done = s.api().wait_for(&id, "completed").await;

@@ -8,6 +8,10 @@
     reason = "a failed step fails the test"
 )]
 
+mod common;
+
+use common::real_server::RealServer;
+use common::BrokerKind;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -20,7 +24,9 @@ const ANTHROPIC_KEY: &str = "sk-ant-logs-test-FAKE-5d7e";
 const GATEWAY_KEY: &str = "gw-logs-test-FAKE-key-3b8f";
 
 /// Kills a child process when the test ends, however it ends.
-struct Guard(Child);
+/// A child process, killed on drop, and the real server it ran on, if any (stopped
+/// when dropped, after the child).
+struct Guard(Child, #[allow(dead_code)] Option<RealServer>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -44,28 +50,27 @@ fn llm_router(dir: &Path) -> Command {
 }
 
 /// Starts `up` on free ports with `extra` arguments; returns it and its gateway's URL.
+/// On the real server (`LLM_ROUTER_TEST_BROKER=kubemq`), `up --broker` joins it; the
+/// server lives as long as the returned guard.
 fn start_up(dir: &Path, extra: &[&str], env: &[(&str, String)]) -> (Guard, String) {
     let log = std::fs::File::create(dir.join("up.log")).expect("log file");
+    let real = (common::broker_kind() == BrokerKind::Kubemq).then(RealServer::start);
     let mut cmd = llm_router(dir);
-    cmd.args([
-        "up",
-        "--workers",
-        "2",
-        "--grpc-port",
-        "0",
-        "--rest-port",
-        "0",
-    ])
-    .args(["--metrics-port", "0", "--gateway-listen", "127.0.0.1:0"])
-    .arg("--data-dir")
-    .arg(dir.join("data"))
-    .args(extra)
-    .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-    .stdout(Stdio::piped())
-    .stderr(Stdio::from(log));
+    cmd.args(["up", "--workers", "2"]);
+    match &real {
+        Some(real) => cmd.args(["--broker", &real.grpc_address()]),
+        None => cmd
+            .args(["--grpc-port", "0", "--rest-port", "0", "--data-dir"])
+            .arg(dir.join("data")),
+    };
+    cmd.args(["--metrics-port", "0", "--gateway-listen", "127.0.0.1:0"])
+        .args(extra)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
     let mut child = cmd.spawn().expect("spawn up");
     let stdout = child.stdout.take().expect("stdout");
-    let guard = Guard(child);
+    let guard = Guard(child, real);
     let mut gateway = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("read stdout");
@@ -270,6 +275,7 @@ async fn failing_endpoints_log_endpoint_fields_and_never_prompts_or_keys() {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn sim"),
+        None,
     );
     let sim = format!("http://127.0.0.1:{sim_port}");
     let dead = format!("http://127.0.0.1:{}", free_port());

@@ -51,7 +51,8 @@ async fn setup(sim: SimConfig) -> Setup {
 impl Setup {
     /// Starts worker `id` and waits until its subscriptions reached the broker.
     async fn add_worker(&mut self, id: &str) {
-        let (status, (stop, task)) = stack::spawn_worker(&self.broker, id, self.router.clone());
+        let (status, (stop, task)) =
+            stack::spawn_worker(&self.broker.grpc_address(), id, self.router.clone());
         let expected = self.workers.len() + 1;
         common::eventually("worker subscribed", || status.is_ready()).await;
         self.broker.wait_query_subscribers(OPENAI, expected).await;

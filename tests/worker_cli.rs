@@ -2,6 +2,10 @@
 //! prints where it listens and answers `ask`, and SIGTERM stops it cleanly.
 #![expect(clippy::expect_used, reason = "a failed step fails the test")]
 
+mod common;
+
+use common::real_server::RealServer;
+use common::BrokerKind;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -76,20 +80,25 @@ fn up_with_sim_serves_ask_and_stops_on_sigterm() {
     let started = Instant::now();
     // Port 0 everywhere: `up` reports the ports it got, so no other process can take
     // them between picking and binding.
-    let mut child = llm_router(dir.path())
-        .args(["up", "--workers", "2"])
-        .args([
-            "--grpc-port",
-            "0",
-            "--rest-port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--gateway-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
+    // On the real server, `up --broker` runs the same workers and gateway against it.
+    let real = (common::broker_kind() == BrokerKind::Kubemq).then(RealServer::start);
+    let mut up = llm_router(dir.path());
+    up.args(["up", "--workers", "2"]).args([
+        "--metrics-port",
+        "0",
+        "--gateway-listen",
+        "127.0.0.1:0",
+    ]);
+    match &real {
+        Some(real) => {
+            up.args(["--broker", &real.grpc_address()]);
+        }
+        None => {
+            up.args(["--grpc-port", "0", "--rest-port", "0", "--data-dir"])
+                .arg(dir.path().join("data"));
+        }
+    }
+    let mut child = up
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .spawn()
@@ -97,9 +106,21 @@ fn up_with_sim_serves_ask_and_stops_on_sigterm() {
     let block = read_ready_block(&mut child);
     let stderr = std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
     assert!(started.elapsed() < Duration::from_secs(10), "slow start");
-    let grpc = port_after(&block, "gRPC")
-        .unwrap_or_else(|| panic!("no gRPC address in {block:?}, stderr: {stderr}"));
-    assert!(port_after(&block, "REST").is_some(), "{block}");
+    let grpc = match &real {
+        Some(real) => {
+            assert!(
+                block.contains(&format!("external KubeMQ at {}", real.grpc_address())),
+                "{block}"
+            );
+            real.grpc_port
+        }
+        None => {
+            let grpc = port_after(&block, "gRPC")
+                .unwrap_or_else(|| panic!("no gRPC address in {block:?}, stderr: {stderr}"));
+            assert!(port_after(&block, "REST").is_some(), "{block}");
+            grpc
+        }
+    };
     assert!(block.contains("simulated provider"), "{block}");
     assert!(block.contains("no provider keys"), "{block}");
     // The block comes once the gateway is connected too: no 503 for a request sent at once.
@@ -165,17 +186,24 @@ impl Drop for Guard {
 #[test]
 fn standalone_worker_with_sim_answers_and_counts_in_its_own_metrics() {
     let dir = tempfile::tempdir().expect("dir");
-    let (grpc, rest, metrics) = (free_port(), free_port(), free_port());
-    let _broker = Guard(
-        llm_router(dir.path())
-            .args(["broker", "--grpc-port", &grpc.to_string()])
-            .args(["--rest-port", &rest.to_string()])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn broker"),
-    );
+    let (mut grpc, rest, metrics) = (free_port(), free_port(), free_port());
+    let real = (common::broker_kind() == BrokerKind::Kubemq).then(RealServer::start);
+    let _broker = match &real {
+        Some(real) => {
+            grpc = real.grpc_port;
+            None
+        }
+        None => Some(Guard(
+            llm_router(dir.path())
+                .args(["broker", "--grpc-port", &grpc.to_string()])
+                .args(["--rest-port", &rest.to_string()])
+                .arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn broker"),
+        )),
+    };
     let _worker = Guard(
         llm_router(dir.path())
             .args(["worker", "--sim", "--broker", &format!("127.0.0.1:{grpc}")])

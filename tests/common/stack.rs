@@ -57,11 +57,11 @@ pub fn sim_routes(sim: &RunningSim, env: &[(&str, &str)]) -> RouterConfig {
 }
 
 /// Spawns worker `id` on `router` without waiting; the status tells when it is subscribed.
-pub fn spawn_worker(broker: &Broker, id: &str, router: Arc<Router>) -> (Arc<Status>, WorkerTask) {
+pub fn spawn_worker(broker: &str, id: &str, router: Arc<Router>) -> (Arc<Status>, WorkerTask) {
     let status = Arc::new(Status::default());
     let stop = CancellationToken::new();
     let task = tokio::spawn(worker::run(
-        WorkerOptions::new(broker.grpc_address(), id),
+        WorkerOptions::new(broker, id),
         router,
         status.clone(),
         stop.clone().cancelled_owned(),
@@ -69,9 +69,9 @@ pub fn spawn_worker(broker: &Broker, id: &str, router: Arc<Router>) -> (Arc<Stat
     (status, (stop, task))
 }
 
-/// Worker `id` with its own router on `config` (as a separate process would have), once
-/// it is subscribed.
-pub async fn start_worker(broker: &Broker, config: &RouterConfig, id: &str) -> WorkerTask {
+/// Worker `id` on the broker at `broker` (`host:port`) with its own router on `config`
+/// (as a separate process would have), once it is subscribed.
+pub async fn start_worker(broker: &str, config: &RouterConfig, id: &str) -> WorkerTask {
     let router = Arc::new(
         Router::new(
             config,
@@ -161,7 +161,7 @@ impl Stack {
         let broker = Broker::start().await;
         let mut workers = Vec::new();
         for id in worker_ids {
-            workers.push(start_worker(&broker, &config, &id).await);
+            workers.push(start_worker(&broker.grpc_address(), &config, &id).await);
         }
         let gateway = start_gateway(broker.grpc_address(), &config, tune).await;
         Self {

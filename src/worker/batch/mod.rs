@@ -261,19 +261,26 @@ async fn retry_later(route: &str, e: &ClientError, failures: u32, stop: &Cancell
     pause(stop, delay).await;
 }
 
+/// How often a route's queue depth is read while lines wait, and while none do (an idle
+/// worker's broker calls are documented in docs/kubemq.md).
+const DEPTH_BUSY: Duration = Duration::from_secs(5);
+const DEPTH_IDLE: Duration = Duration::from_secs(15);
+
 /// Every few seconds: a route's queue depth and the age of its oldest line.
 async fn depth_poller(queues: QueueClient, route: String, stop: CancellationToken) {
     let queue = job::line_queue(&route);
     while !stop.is_cancelled() {
+        let mut every = DEPTH_IDLE;
         if let Ok(info) = queues.info(&queue).await {
             let age = if info.waiting > 0 {
+                every = DEPTH_BUSY;
                 oldest_age(&queues, &queue).await
             } else {
                 0.0
             };
             metrics::queue(&route, info.waiting, age);
         }
-        pause(&stop, Duration::from_secs(5)).await;
+        pause(&stop, every).await;
     }
 }
 
