@@ -19,4 +19,3 @@ flows=(worker members worker_cli logs streaming gateway gateway_batch status_pag
 cargo test --locked $(printf -- '--test %s ' "${flows[@]}")
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/python-interop.sh
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/up-interop.sh
-LLM_ROUTER_BIN=target/debug/llm-router bash scripts/gateway-interop.sh

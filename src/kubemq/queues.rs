@@ -172,7 +172,7 @@ type Opening = std::pin::Pin<
 /// The stream's responses, once the call is established.
 enum Responses {
     Opening(Opening),
-    Open(Streaming<QueuesDownstreamResponse>),
+    Open(Box<Streaming<QueuesDownstreamResponse>>),
 }
 
 /// Gets on one stream before its owner should open a fresh one: a real KubeMQ keeps every
@@ -230,7 +230,7 @@ impl Downstream {
             Responses::Open(stream) => stream,
             Responses::Opening(call) => {
                 let stream = call.await.map_err(|s| Error::from_status(&s))?;
-                self.responses = Responses::Open(stream);
+                self.responses = Responses::Open(Box::new(stream));
                 match &mut self.responses {
                     Responses::Open(stream) => stream,
                     Responses::Opening(_) => {

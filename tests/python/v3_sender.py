@@ -9,7 +9,7 @@ import urllib.request
 
 from kubemq.cq import Client, QueryMessage
 
-from interop import address, check, expect, run, wait_until
+from interop import embedded_only, address, check, expect, run, wait_until
 
 client = Client(address=address(), client_id="v3-sender")
 
@@ -61,7 +61,7 @@ def concurrent_queries_each_get_their_own_answer():
     expect(answers == {i: f"echo: prompt {i}" for i in range(10)}, f"answers {answers}")
 
 
-@check
+@embedded_only
 def rest_query_with_body_string_reaches_the_python_responder():
     request = urllib.request.Request(
         f"http://{os.environ['KUBEMQ_REST']}/send/request",

@@ -7,7 +7,7 @@ import uuid
 from kubemq import CancellationToken, CQClient, QueriesSubscription, QueryMessage
 from kubemq import QueryReceived, QueryResponse, QueuesClient, QueueMessage
 
-from interop import address, check, expect, run, wait_until
+from interop import embedded_only, address, check, expect, run, wait_until
 
 queues = QueuesClient(address=address(), client_id="v4-queues")
 cq = CQClient(address=address(), client_id="v4-cq")
@@ -134,7 +134,7 @@ def query_round_trip_with_the_4x_names():
     expect(json.loads(response.body)["response"] == "HEY", f"body {response.body!r}")
 
 
-@check
+@embedded_only
 def channels_create_and_list():
     queue = fresh("managed")
     expect(queues.create_queues_channel(queue) is not False, "queue channel not created")
