@@ -1,3 +1,4 @@
+#![allow(clippy::panic, reason = "a server that cannot start fails the test")]
 //! The real KubeMQ community server v2.4.0, started from `../shared/kubemq-server/start.sh`
 //! (or `$KUBEMQ_SERVER_DIR/start.sh`) on free loopback ports, for the tests that run on both
 //! brokers. The server is a separate process: stopping it is a SIGTERM (or SIGKILL) and a
