@@ -137,6 +137,19 @@ impl QueueClient {
     }
 }
 
+/// Keeps the first copy of each sequence. A real KubeMQ (v2.4.0) sometimes lists one
+/// message twice in a `Get` when the queue's messages are being handed between streams;
+/// worked twice, it would cost two provider calls, and acked twice, the second ack fails
+/// the whole range ("invalid ack sequence id") and every message after it comes back.
+fn once_each(mut messages: Vec<QueueMessage>) -> Vec<QueueMessage> {
+    let mut seen = std::collections::HashSet::new();
+    messages.retain(|m| {
+        let seq = m.attributes.as_ref().map_or(0, |a| a.sequence);
+        seq == 0 || seen.insert(seq)
+    });
+    messages
+}
+
 fn first_refusal(results: &[SendQueueMessageResult]) -> Option<Error> {
     results.iter().find(|r| r.is_error).map(|r| {
         Error::new(
@@ -211,7 +224,7 @@ impl Downstream {
                 }
                 return Ok(Transaction {
                     id: response.transaction_id,
-                    messages: response.messages,
+                    messages: once_each(response.messages),
                 });
             }
             if response.is_error {
@@ -290,12 +303,14 @@ impl Downstream {
         &mut self,
         kind: Kind,
         id: &str,
-        sequences: Vec<i64>,
+        mut sequences: Vec<i64>,
         requeue_channel: String,
     ) -> Result<(), Error> {
         if sequences.is_empty() {
             return Ok(());
         }
+        sequences.sort_unstable();
+        sequences.dedup();
         self.send(QueuesDownstreamRequest {
             request_id: uuid::Uuid::new_v4().simple().to_string(),
             request_type_data: kind as i32,
@@ -321,5 +336,38 @@ impl Downstream {
                 "the queue stream to the broker ended",
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubemq::QueueMessageAttributes;
+
+    fn message(seq: u64, body: &str) -> QueueMessage {
+        QueueMessage {
+            body: body.as_bytes().to_vec(),
+            attributes: Some(QueueMessageAttributes {
+                sequence: seq,
+                ..Default::default()
+            }),
+            ..QueueMessage::default()
+        }
+    }
+
+    #[test]
+    fn a_message_listed_twice_in_one_get_is_worked_once() {
+        let got = once_each(vec![
+            message(309, "a"),
+            message(309, "a"),
+            message(168, "b"),
+            message(309, "a"),
+            message(171, "c"),
+        ]);
+        let seqs: Vec<u64> = got
+            .iter()
+            .map(|m| m.attributes.as_ref().map_or(0, |a| a.sequence))
+            .collect();
+        assert_eq!(seqs, vec![309, 168, 171]);
     }
 }

@@ -123,19 +123,21 @@ impl Slot {
         let mut stream: Option<Downstream> = None;
         let mut failures = 0u32;
         let mut idle = false;
+        let mut size = PullSize::new(self.options.max_per_pull);
         while !stop.is_cancelled() {
             if !self.router.has_spare(&self.route) {
                 pause(&stop, IDLE_POLL).await;
                 continue;
             }
-            let Some(taken) = self.take_permits(&stop).await else {
+            let Some(taken) = self.take_permits(size.now(), &stop).await else {
                 break;
             };
             let pulled = self.pull(&mut stream, taken, idle, &stop).await;
             match pulled {
-                Ok(lines) => {
+                Ok(pull) => {
                     failures = 0;
-                    idle = lines == 0;
+                    idle = pull.lines == 0;
+                    size.after(&pull);
                 }
                 Err(e) => {
                     stream = None;
@@ -155,7 +157,7 @@ impl Slot {
         taken: usize,
         idle: bool,
         stop: &CancellationToken,
-    ) -> Result<usize, ClientError> {
+    ) -> Result<Pulled, ClientError> {
         let mut returned = 0;
         let result = async {
             if stream.as_ref().is_some_and(Downstream::is_worn) {
@@ -172,7 +174,7 @@ impl Slot {
             returned = taken - want;
             let max = i32::try_from(want).unwrap_or(i32::MAX);
             let transaction = tokio::select! {
-                () = stop.cancelled() => return Ok(0),
+                () = stop.cancelled() => return Ok(Pulled::default()),
                 t = ds.get(&self.queue, max, wait) => t?,
             };
             // Permits beyond the lines received go back at once, the rest after the work.
@@ -183,6 +185,7 @@ impl Slot {
             let mut acks = Vec::new();
             let mut requeues = Vec::new();
             let mut left = false;
+            let mut pulled = Pulled { lines, untried: 0 };
             for (m, settle) in transaction.messages.iter().zip(settles) {
                 let seq = m
                     .attributes
@@ -190,7 +193,10 @@ impl Slot {
                     .map_or(0, |a| i64::try_from(a.sequence).unwrap_or(i64::MAX));
                 match settle {
                     Settle::Ack => acks.push(seq),
-                    Settle::Requeue => requeues.push(seq),
+                    Settle::Requeue => {
+                        requeues.push(seq);
+                        pulled.untried += 1;
+                    }
                     Settle::Leave => left = true,
                 }
             }
@@ -203,23 +209,23 @@ impl Slot {
                 // A closed stream certainly gives back everything it held.
                 *stream = None;
             }
-            Ok(lines)
+            Ok(pulled)
         }
         .await;
         self.permits.add_permits(taken - returned);
         result
     }
 
-    /// Waits for one in-flight permit, then takes as many more as are free (up to a pull's
-    /// maximum) without waiting. Returns how many it took; they are returned by the caller.
-    async fn take_permits(&self, stop: &CancellationToken) -> Option<usize> {
+    /// Waits for one in-flight permit, then takes as many more as are free (up to `most`)
+    /// without waiting. Returns how many it took; they are returned by the caller.
+    async fn take_permits(&self, most: usize, stop: &CancellationToken) -> Option<usize> {
         let first = tokio::select! {
             () = stop.cancelled() => return None,
             p = self.permits.acquire() => p.ok()?,
         };
         first.forget();
         let mut taken = 1;
-        while taken < self.options.max_per_pull {
+        while taken < most {
             match self.permits.try_acquire() {
                 Ok(p) => {
                     p.forget();
@@ -242,6 +248,42 @@ impl Slot {
             call_timeout: self.options.call_timeout,
         };
         join_all(messages.iter().map(|m| line::handle(&cx, m))).await
+    }
+}
+
+/// What one pull got: lines received, and how many of them went back untried because the
+/// route had no capacity for them within the reserve wait.
+#[derive(Debug, Default, Clone, Copy)]
+struct Pulled {
+    lines: usize,
+    untried: usize,
+}
+
+/// How many lines a slot asks for. A pull larger than the route can serve within the
+/// reserve wait sends lines back untried, and every one is a re-publish on the broker; so
+/// the size halves after a pull with untried lines and grows by one after a pull without.
+#[derive(Debug)]
+struct PullSize {
+    now: usize,
+    most: usize,
+}
+
+impl PullSize {
+    fn new(most: usize) -> Self {
+        let most = most.max(1);
+        Self { now: most, most }
+    }
+
+    fn now(&self) -> usize {
+        self.now
+    }
+
+    fn after(&mut self, pull: &Pulled) {
+        if pull.untried > 0 {
+            self.now = (self.now / 2).max(1);
+        } else if pull.lines >= self.now {
+            self.now = (self.now + 1).min(self.most);
+        }
     }
 }
 
@@ -319,5 +361,41 @@ impl BatchFlags {
             max_in_flight: self.batch_max_in_flight.max(1),
             ..BatchOptions::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_size_halves_on_untried_lines_and_grows_back_on_full_pulls() {
+        let mut size = PullSize::new(32);
+        assert_eq!(size.now(), 32);
+        size.after(&Pulled {
+            lines: 32,
+            untried: 20,
+        });
+        assert_eq!(size.now(), 16);
+        for _ in 0..10 {
+            size.after(&Pulled {
+                lines: 3,
+                untried: 1,
+            });
+        }
+        assert_eq!(size.now(), 1, "never below one line");
+        size.after(&Pulled {
+            lines: 0,
+            untried: 0,
+        });
+        assert_eq!(size.now(), 1, "an empty pull says nothing about capacity");
+        for _ in 0..100 {
+            let now = size.now();
+            size.after(&Pulled {
+                lines: now,
+                untried: 0,
+            });
+        }
+        assert_eq!(size.now(), 32, "never above the configured most");
     }
 }
