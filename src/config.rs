@@ -51,6 +51,10 @@ pub struct EndpointConfig {
     /// Longest wait for one attempt's whole answer.
     pub timeout: Duration,
     pub limits: LimitsConfig,
+    /// Drop request parameters this endpoint's API cannot honour (`n`, `logprobs` on
+    /// Anthropic) instead of refusing the request; off by default, so nothing is
+    /// dropped without a word.
+    pub drop_unsupported_params: bool,
 }
 
 /// One route: a channel and the targets that answer it.
@@ -343,6 +347,8 @@ struct RawEndpoint {
     timeout: Duration,
     #[serde(default)]
     limits: LimitsConfig,
+    #[serde(default)]
+    drop_unsupported_params: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -399,6 +405,7 @@ impl RawConfig {
                     api_key,
                     timeout: e.timeout,
                     limits: e.limits,
+                    drop_unsupported_params: e.drop_unsupported_params,
                 }
             })
             .collect();

@@ -407,7 +407,16 @@ async fn three_replicas_share_an_endpoint_limit_without_a_single_429() {
         stats["rate_limited"], 0,
         "the replicas together went over: {stats}"
     );
-    assert_eq!(stats["ok"], 180, "{stats}");
+    // The embedded broker delivers a settled line once. A real KubeMQ (v2.4.0) now and
+    // then hands a message held by one transaction to a second stream as well (seen
+    // with one sequence in two open transactions); the second copy costs a provider
+    // call and its result is dropped by the collector (checked above), so there the
+    // bound is a few extra calls, never a lost or doubled line (docs/kubemq.md).
+    let ok = stats["ok"].as_u64().unwrap_or(0);
+    match common::broker_kind() {
+        common::BrokerKind::Embedded => assert_eq!(ok, 180, "{stats}"),
+        common::BrokerKind::Kubemq => assert!((180..=189).contains(&ok), "{stats}"),
+    }
     s.stop().await;
 }
 

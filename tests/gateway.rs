@@ -408,7 +408,7 @@ async fn broker_gone_after_start_is_503() {
 #[tokio::test]
 async fn unknown_paths_are_openai_shaped_404s() {
     let s = Stack::new(SimConfig::default(), &[], false).await;
-    let response = s.get("/v1/embeddings").await;
+    let response = s.get("/v1/images/generations").await;
     expect_error(response, StatusCode::NOT_FOUND, "not_found").await;
     s.stop().await;
 }

@@ -2,11 +2,10 @@
 //! in both wire formats, Anthropic translation, and the classification of every failure.
 #![expect(clippy::unwrap_used, reason = "a panic is how a test fails")]
 
-use llm_router::provider::{
-    ChatMessage, ChatRequest, FailureKind, Provider, ProviderError, ProviderKind,
-};
+use llm_router::provider::{Api, FailureKind, LlmRequest, Provider, ProviderError, ProviderKind};
 use llm_router::secret::Secret;
 use llm_router::sim::{self, RunningSim, SimConfig};
+use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -27,22 +26,28 @@ fn client(kind: ProviderKind, s: &RunningSim, key: Option<&str>) -> Provider {
     )
 }
 
-fn msg(role: &str, content: &str) -> ChatMessage {
-    ChatMessage {
-        role: role.into(),
-        content: content.into(),
-    }
+fn msg(role: &str, content: &str) -> Value {
+    json!({"role": role, "content": content})
 }
 
-fn request(model: &str, messages: Vec<ChatMessage>) -> ChatRequest {
-    ChatRequest {
-        model: model.into(),
-        messages,
-        ..ChatRequest::default()
-    }
+fn request(model: &str, messages: Vec<Value>) -> LlmRequest {
+    with(json!({"model": model, "messages": messages}), json!({}))
 }
 
-fn hello() -> ChatRequest {
+/// `base` with the fields of `extra` added.
+fn with(base: Value, extra: Value) -> LlmRequest {
+    let (Value::Object(mut body), Value::Object(extra)) = (base, extra) else {
+        panic!("objects only")
+    };
+    body.extend(extra);
+    LlmRequest::new(Api::Chat, body).unwrap()
+}
+
+fn plus(req: &LlmRequest, extra: Value) -> LlmRequest {
+    with(Value::Object(req.body().clone()), extra)
+}
+
+fn hello() -> LlmRequest {
     request("m", vec![msg("user", "hello world")])
 }
 
@@ -59,21 +64,15 @@ async fn openai_round_trip() {
         "gpt-sim",
         vec![msg("system", "be brief"), msg("user", "hello world")],
     );
-    let r = p.chat(&req, TIMEOUT).await.unwrap();
-    assert_eq!(r.model, "gpt-sim");
-    assert_eq!(r.content, "sim: hello world");
-    assert_eq!(r.finish_reason, "stop");
-    assert!(r.id.starts_with("chatcmpl-"));
+    let r = p.call(&req, TIMEOUT).await.unwrap();
+    assert_eq!(r.model(), "gpt-sim");
+    assert_eq!(r.text(), "sim: hello world");
+    assert_eq!(r.finish_reason(), "stop");
+    assert!(r.body["id"].as_str().unwrap().starts_with("chatcmpl-"));
     assert_eq!((r.usage.prompt_tokens, r.usage.completion_tokens), (4, 3));
-    let cut = ChatRequest {
-        max_tokens: Some(2),
-        ..req
-    };
-    let r = p.chat(&cut, TIMEOUT).await.unwrap();
-    assert_eq!(
-        (r.content.as_str(), r.finish_reason.as_str()),
-        ("sim: hello", "length")
-    );
+    let cut = plus(&req, json!({"max_tokens": 2}));
+    let r = p.call(&cut, TIMEOUT).await.unwrap();
+    assert_eq!((r.text(), r.finish_reason()), ("sim: hello", "length"));
     stop(s).await;
 }
 
@@ -81,9 +80,9 @@ async fn openai_round_trip() {
 async fn sim_kind_speaks_openai() {
     let s = start(SimConfig::default()).await;
     let r = client(ProviderKind::Sim, &s, None)
-        .chat(&hello(), TIMEOUT)
+        .call(&hello(), TIMEOUT)
         .await;
-    assert_eq!(r.unwrap().content, "sim: hello world");
+    assert_eq!(r.unwrap().text(), "sim: hello world");
     stop(s).await;
 }
 
@@ -102,11 +101,11 @@ async fn anthropic_round_trip_translates_both_ways() {
             msg("user", "hello world"),
         ],
     );
-    let r = p.chat(&req, TIMEOUT).await.unwrap();
-    assert_eq!(r.model, "claude-sim");
-    assert_eq!(r.content, "sim: hello world");
-    assert_eq!(r.finish_reason, "stop");
-    assert!(r.id.starts_with("msg_"));
+    let r = p.call(&req, TIMEOUT).await.unwrap();
+    assert_eq!(r.model(), "claude-sim");
+    assert_eq!(r.text(), "sim: hello world");
+    assert_eq!(r.finish_reason(), "stop");
+    assert!(r.body["id"].as_str().unwrap().starts_with("msg_"));
     assert_eq!((r.usage.prompt_tokens, r.usage.completion_tokens), (8, 3));
     stop(s).await;
 }
@@ -115,25 +114,13 @@ async fn anthropic_round_trip_translates_both_ways() {
 async fn anthropic_stop_reasons_map() {
     let s = start(SimConfig::default()).await;
     let p = client(ProviderKind::Anthropic, &s, None);
-    let long = ChatRequest {
-        max_tokens: Some(2),
-        ..hello()
-    };
-    let r = p.chat(&long, TIMEOUT).await.unwrap();
-    assert_eq!(
-        (r.content.as_str(), r.finish_reason.as_str()),
-        ("sim: hello", "length")
-    );
+    let long = plus(&hello(), json!({"max_tokens": 2}));
+    let r = p.call(&long, TIMEOUT).await.unwrap();
+    assert_eq!((r.text(), r.finish_reason()), ("sim: hello", "length"));
     assert_eq!(r.usage.completion_tokens, 2);
-    let stopped = ChatRequest {
-        stop: vec!["world".into()],
-        ..hello()
-    };
-    let r = p.chat(&stopped, TIMEOUT).await.unwrap();
-    assert_eq!(
-        (r.content.as_str(), r.finish_reason.as_str()),
-        ("sim: hello ", "stop")
-    );
+    let stopped = plus(&hello(), json!({"stop": ["world"]}));
+    let r = p.call(&stopped, TIMEOUT).await.unwrap();
+    assert_eq!((r.text(), r.finish_reason()), ("sim: hello ", "stop"));
     stop(s).await;
 }
 
@@ -146,7 +133,7 @@ async fn status_503_is_retryable() {
     .await;
     for kind in [ProviderKind::Openai, ProviderKind::Anthropic] {
         let err = client(kind, &s, None)
-            .chat(&hello(), TIMEOUT)
+            .call(&hello(), TIMEOUT)
             .await
             .unwrap_err();
         assert!(
@@ -168,7 +155,7 @@ async fn status_429_carries_retry_after() {
     .await;
     for kind in [ProviderKind::Openai, ProviderKind::Anthropic] {
         let err = client(kind, &s, None)
-            .chat(&hello(), TIMEOUT)
+            .call(&hello(), TIMEOUT)
             .await
             .unwrap_err();
         assert!(
@@ -190,8 +177,8 @@ async fn rpm_limit_429_says_when_there_is_room() {
     })
     .await;
     let p = client(ProviderKind::Openai, &s, None);
-    p.chat(&hello(), TIMEOUT).await.unwrap();
-    let err = p.chat(&hello(), TIMEOUT).await.unwrap_err();
+    p.call(&hello(), TIMEOUT).await.unwrap();
+    let err = p.call(&hello(), TIMEOUT).await.unwrap_err();
     let wait = err.retry_after().unwrap();
     assert!(
         wait > Duration::from_secs(55) && wait <= Duration::from_secs(60),
@@ -211,7 +198,7 @@ async fn hang_times_out_within_the_timeout() {
     for kind in [ProviderKind::Openai, ProviderKind::Anthropic] {
         let t = Instant::now();
         let err = client(kind, &s, None)
-            .chat(&hello(), timeout)
+            .call(&hello(), timeout)
             .await
             .unwrap_err();
         let took = t.elapsed();
@@ -231,7 +218,7 @@ async fn slow_answer_times_out() {
     .await;
     let p = client(ProviderKind::Openai, &s, None);
     let err = p
-        .chat(&hello(), Duration::from_millis(150))
+        .call(&hello(), Duration::from_millis(150))
         .await
         .unwrap_err();
     assert!(matches!(err, ProviderError::Timeout(_)), "{err:?}");
@@ -247,7 +234,7 @@ async fn refused_connection_is_connect() {
     let base = format!("http://127.0.0.1:{port}");
     for kind in [ProviderKind::Openai, ProviderKind::Anthropic] {
         let p = Provider::new(kind, &base, Some(Secret::new(KEY)), reqwest::Client::new());
-        let err = p.chat(&hello(), TIMEOUT).await.unwrap_err();
+        let err = p.call(&hello(), TIMEOUT).await.unwrap_err();
         assert!(
             matches!(&err, ProviderError::Connect(m) if m.contains("refused")),
             "{err:?}"
@@ -266,7 +253,7 @@ async fn reset_is_connect() {
     .await;
     for kind in [ProviderKind::Openai, ProviderKind::Anthropic] {
         let err = client(kind, &s, None)
-            .chat(&hello(), TIMEOUT)
+            .call(&hello(), TIMEOUT)
             .await
             .unwrap_err();
         assert!(matches!(err, ProviderError::Connect(_)), "{err:?}");
@@ -285,11 +272,11 @@ async fn right_key_passes_wrong_key_is_next_target_and_never_echoed() {
     let wrong = "sk-wrong-but-still-secret-987654";
     for kind in [ProviderKind::Openai, ProviderKind::Anthropic] {
         client(kind, &s, Some(KEY))
-            .chat(&hello(), TIMEOUT)
+            .call(&hello(), TIMEOUT)
             .await
             .unwrap();
         let err = client(kind, &s, Some(wrong))
-            .chat(&hello(), TIMEOUT)
+            .call(&hello(), TIMEOUT)
             .await
             .unwrap_err();
         assert!(
@@ -302,7 +289,7 @@ async fn right_key_passes_wrong_key_is_next_target_and_never_echoed() {
         assert!(!text.contains(wrong), "{text}");
         assert!(text.contains("*****"), "{text}");
         let missing = client(kind, &s, None)
-            .chat(&hello(), TIMEOUT)
+            .call(&hello(), TIMEOUT)
             .await
             .unwrap_err();
         assert_eq!(missing.kind(), FailureKind::NextTarget);
@@ -319,7 +306,7 @@ async fn bad_request_is_fatal() {
     .await;
     for kind in [ProviderKind::Openai, ProviderKind::Anthropic] {
         let err = client(kind, &s, None)
-            .chat(&hello(), TIMEOUT)
+            .call(&hello(), TIMEOUT)
             .await
             .unwrap_err();
         assert!(
@@ -371,13 +358,13 @@ async fn unreadable_success_is_decode() {
         let base = fake_server(head, Some(body)).await;
         for kind in [ProviderKind::Openai, ProviderKind::Anthropic] {
             let p = Provider::new(kind, &base, None, reqwest::Client::new());
-            match p.chat(&hello(), TIMEOUT).await {
+            match p.call(&hello(), TIMEOUT).await {
                 Err(err) => {
                     assert!(matches!(err, ProviderError::Decode(_)), "{body}: {err:?}");
                     assert_eq!(err.kind(), FailureKind::Fatal);
                 }
                 // An empty but well-formed Anthropic answer is a valid (empty) completion.
-                Ok(r) => assert!(kind == ProviderKind::Anthropic && r.content.is_empty()),
+                Ok(r) => assert!(kind == ProviderKind::Anthropic && r.text().is_empty()),
             }
         }
     }
@@ -390,7 +377,7 @@ async fn stalled_body_counts_against_the_timeout() {
     let p = Provider::new(ProviderKind::Openai, &base, None, reqwest::Client::new());
     let timeout = Duration::from_millis(200);
     let t = Instant::now();
-    let err = p.chat(&hello(), timeout).await.unwrap_err();
+    let err = p.call(&hello(), timeout).await.unwrap_err();
     assert_eq!(err, ProviderError::Timeout(timeout));
     assert!(t.elapsed() < Duration::from_secs(2));
 }
@@ -401,7 +388,7 @@ async fn error_body_that_is_not_json_is_kept_short() {
     let body: &'static str = Box::leak("<html>".repeat(100).into_boxed_str());
     let base = fake_server(head, Some(body)).await;
     let p = Provider::new(ProviderKind::Openai, &base, None, reqwest::Client::new());
-    let err = p.chat(&hello(), TIMEOUT).await.unwrap_err();
+    let err = p.call(&hello(), TIMEOUT).await.unwrap_err();
     let ProviderError::Status {
         status,
         retry_after,

@@ -5,7 +5,7 @@
 #![expect(clippy::unwrap_used, reason = "a panic is how a test fails")]
 
 use llm_router::config::{self, RouterConfig};
-use llm_router::provider::{http_client, ChatMessage, ChatRequest};
+use llm_router::provider::{http_client, LlmRequest};
 use llm_router::routing::{RouteError, Router};
 use llm_router::sim::{self, RunningSim, SimConfig};
 use std::collections::HashMap;
@@ -65,14 +65,8 @@ fn router(config: &RouterConfig) -> Router {
     Router::new(config, http_client(&config.connections).unwrap()).unwrap()
 }
 
-fn prompt(text: &str) -> ChatRequest {
-    ChatRequest {
-        messages: vec![ChatMessage {
-            role: "user".into(),
-            content: text.into(),
-        }],
-        ..Default::default()
-    }
+fn prompt(text: &str) -> LlmRequest {
+    LlmRequest::prompt(text)
 }
 
 fn within(d: Duration) -> Instant {
@@ -89,8 +83,8 @@ async fn answers_through_the_sim_from_a_config_file() {
         .await
         .unwrap();
     assert_eq!((done.endpoint.as_str(), done.attempts), ("a", 1));
-    assert_eq!(done.response.content, "sim: hello router");
-    assert_eq!(done.response.model, "model-a");
+    assert_eq!(done.response.text(), "sim: hello router");
+    assert_eq!(done.response.model(), "model-a");
     assert!(r
         .routes()
         .iter()
@@ -428,7 +422,7 @@ targets = [{{ endpoint = "claude-sim", model = "claude-3-5-haiku-latest" }}]
         .complete("c", prompt("bonjour"), within(Duration::from_secs(5)))
         .await
         .unwrap();
-    assert_eq!(done.response.content, "sim: bonjour");
+    assert_eq!(done.response.text(), "sim: bonjour");
 }
 
 /// What `llm-router up` does without keys: the default routes, pointed at the sim.
@@ -445,6 +439,6 @@ async fn default_routes_answer_from_the_sim_without_keys() {
             .complete(route, prompt("hi"), within(Duration::from_secs(5)))
             .await
             .unwrap();
-        assert_eq!(done.response.content, "sim: hi", "route {route}");
+        assert_eq!(done.response.text(), "sim: hi", "route {route}");
     }
 }

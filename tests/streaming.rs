@@ -322,21 +322,16 @@ async fn a_pinned_model_is_answered_by_its_target() {
 /// ordinary error with its status and Retry-After; one after it comes out of the stream.
 mod providers {
     use super::*;
-    use llm_router::provider::{ChatMessage, ChatRequest, Provider, ProviderError};
+    use llm_router::provider::{LlmRequest, Provider, ProviderError};
 
     fn client(kind: ProviderKind, sim: &RunningSim) -> Provider {
         Provider::new(kind, &sim.base_url(), None, reqwest::Client::new())
     }
 
-    fn request() -> ChatRequest {
-        ChatRequest {
-            model: "m".into(),
-            messages: vec![ChatMessage {
-                role: "user".into(),
-                content: PROMPT.into(),
-            }],
-            ..ChatRequest::default()
-        }
+    fn request() -> LlmRequest {
+        let mut req = LlmRequest::prompt(PROMPT);
+        req.set_model("m");
+        req
     }
 
     /// Every chunk's text, and the error that ended the stream, if one did.
@@ -346,7 +341,10 @@ mod providers {
         let mut text = String::new();
         while let Some(item) = stream.next().await {
             match item {
-                Ok(chunk) => text.push_str(&chunk.delta),
+                Ok(chunk) => {
+                    let delta = &chunk.body["choices"][0]["delta"]["content"];
+                    text.push_str(delta.as_str().unwrap_or(""));
+                }
                 Err(e) => return (text, Some(e)),
             }
         }

@@ -2,7 +2,7 @@
 //! sees every problem in one pass; output lines follow OpenAI's Batch output shape so
 //! existing tooling can read our results.
 
-use crate::provider::ChatRequest;
+use crate::provider::{Api, LlmRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -11,8 +11,9 @@ use std::collections::HashMap;
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// The longest `custom_id`, in characters.
 pub const MAX_CUSTOM_ID_CHARS: usize = 512;
-/// The only endpoint a batch line may call.
+/// The endpoints a batch line may call, as in OpenAI's Batch API.
 pub const CHAT_URL: &str = "/v1/chat/completions";
+pub const EMBEDDINGS_URL: &str = "/v1/embeddings";
 
 /// One valid input line, ready to queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,8 @@ pub struct JobLine {
     /// 1-based line number in the file.
     pub line: usize,
     pub custom_id: String,
+    /// The API its `url` names.
+    pub api: Api,
     /// The route this line goes to: `body.model` when it names a known route, else the job's route.
     pub route: String,
     /// The body as given, so nothing the user sent is lost on the way.
@@ -57,10 +60,11 @@ pub fn parse(text: &str, route: &str, is_route: &dyn Fn(&str) -> bool) -> Parsed
             continue;
         }
         match check_line(index + 1, raw, &mut seen) {
-            Ok((custom_id, body)) => parsed.lines.push(JobLine {
+            Ok((custom_id, api, body)) => parsed.lines.push(JobLine {
                 line: index + 1,
                 route: line_route(&body, route, is_route),
                 custom_id,
+                api,
                 body,
             }),
             Err(error) => parsed.errors.push(error),
@@ -109,7 +113,7 @@ fn check_line(
     line: usize,
     raw: &str,
     seen: &mut HashMap<String, usize>,
-) -> Result<(String, Value), LineError> {
+) -> Result<(String, Api, Value), LineError> {
     let fail = |custom_id: Option<String>, reason: String| LineError {
         line,
         custom_id,
@@ -154,10 +158,16 @@ fn check_line(
         }
     }
     reasons.extend(check_method(object.get("method")));
-    reasons.extend(check_url(object.get("url")));
-    reasons.extend(check_body(object.get("body")));
+    let api = match check_url(object.get("url")) {
+        Ok(api) => api,
+        Err(reason) => {
+            reasons.push(reason);
+            Api::Chat
+        }
+    };
+    reasons.extend(check_body(api, object.get("body")));
     match (custom_id, object.remove("body")) {
-        (Some(id), Some(body)) if reasons.is_empty() => Ok((id, body)),
+        (Some(id), Some(body)) if reasons.is_empty() => Ok((id, api, body)),
         (custom_id, _) => Err(fail(custom_id, reasons.join("; "))),
     }
 }
@@ -188,24 +198,32 @@ fn check_method(value: Option<&Value>) -> Option<String> {
     }
 }
 
-fn check_url(value: Option<&Value>) -> Option<String> {
+fn check_url(value: Option<&Value>) -> Result<Api, String> {
     match value {
-        Some(Value::String(url)) if url == CHAT_URL => None,
-        None => Some(format!("url is missing: set \"url\": \"{CHAT_URL}\"")),
-        Some(other) => Some(format!(
-            "url {other} is not supported; the only supported url is \"{CHAT_URL}\""
+        Some(Value::String(url)) => Api::of_path(url).ok_or_else(|| {
+            format!("url \"{url}\" is not supported; use \"{CHAT_URL}\" or \"{EMBEDDINGS_URL}\"")
+        }),
+        None => Err(format!("url is missing: set \"url\": \"{CHAT_URL}\"")),
+        Some(other) => Err(format!(
+            "url must be a string, not {}: use \"{CHAT_URL}\" or \"{EMBEDDINGS_URL}\"",
+            kind(other)
         )),
     }
 }
 
-fn check_body(value: Option<&Value>) -> Option<String> {
+fn check_body(api: Api, value: Option<&Value>) -> Option<String> {
+    let what = match api {
+        Api::Chat => "a chat completions request",
+        Api::Embeddings => "an embeddings request",
+    };
     match value {
-        None => Some("body is missing: set it to a chat completions request object".into()),
-        Some(whole @ Value::Object(body)) => {
-            check_messages(body.get("messages")).or_else(|| check_request(whole, body))
-        }
+        None => Some(format!("body is missing: set it to {what} object")),
+        Some(Value::Object(body)) => match api {
+            Api::Chat => check_messages(body.get("messages")).or_else(|| check_request(api, body)),
+            Api::Embeddings => check_request(api, body),
+        },
         Some(other) => Some(format!(
-            "body must be a JSON object (a chat completions request), not {}",
+            "body must be a JSON object ({what}), not {}",
             kind(other)
         )),
     }
@@ -237,6 +255,9 @@ fn check_messages(value: Option<&Value>) -> Option<String> {
         .find_map(|(i, message)| check_message(i, message))
 }
 
+/// The roles OpenAI's chat API takes.
+const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
+
 fn check_message(i: usize, message: &Value) -> Option<String> {
     let Value::Object(message) = message else {
         return Some(format!(
@@ -244,48 +265,37 @@ fn check_message(i: usize, message: &Value) -> Option<String> {
             kind(message)
         ));
     };
+    let roles = ROLES.join(", ");
     let role = match message.get("role") {
-        None => {
-            return Some(format!(
-                "body.messages[{i}].role is missing: use system, user or assistant"
-            ))
-        }
-        Some(Value::String(role)) if matches!(role.as_str(), "system" | "user" | "assistant") => {
+        None => return Some(format!("body.messages[{i}].role is missing: use {roles}")),
+        Some(Value::String(role)) if ROLES.contains(&role.as_str()) => role.as_str(),
+        Some(other) => return Some(format!("body.messages[{i}].role is {other}; use {roles}")),
+    };
+    match message.get("content") {
+        Some(Value::String(_) | Value::Array(_)) => None,
+        // An assistant turn that only calls tools has no content.
+        None | Some(Value::Null) if role == "assistant" && message.contains_key("tool_calls") => {
             None
         }
-        Some(other) => Some(format!(
-            "body.messages[{i}].role is {other}; use system, user or assistant"
+        None | Some(Value::Null) => Some(format!(
+            "body.messages[{i}].content is missing: give the message text or parts"
         )),
-    };
-    let content = match message.get("content") {
-        None => Some(format!(
-            "body.messages[{i}].content is missing: give the message text"
-        )),
-        Some(Value::String(_)) => None,
         Some(other) => Some(format!(
-            "body.messages[{i}].content must be a string, not {} (content parts are not supported)",
+            "body.messages[{i}].content must be a string or a list of parts, not {}",
             kind(other)
         )),
-    };
-    role.or(content)
+    }
 }
 
-/// Whatever else in the body the router's chat request cannot read, naming the field:
-/// each top-level field is tried on its own next to the (already checked) messages.
-fn check_request(whole: &Value, body: &Map<String, Value>) -> Option<String> {
-    let whole = ChatRequest::deserialize(whole).err()?;
-    let messages = body.get("messages").cloned().unwrap_or(Value::Null);
-    let field = body
-        .iter()
-        .filter(|(key, _)| *key != "messages")
-        .find_map(|(key, value)| {
-            let mut probe = Map::new();
-            probe.insert("messages".into(), messages.clone());
-            probe.insert(key.clone(), value.clone());
-            let error = ChatRequest::deserialize(&Value::Object(probe)).err()?;
-            Some(format!("body.{key}: {error}"))
-        });
-    Some(field.unwrap_or_else(|| format!("body is not a valid chat request: {whole}")))
+/// Whatever else in the body the router itself reads and cannot (the provider judges
+/// the rest), naming the field.
+fn check_request(api: Api, body: &Map<String, Value>) -> Option<String> {
+    LlmRequest::new(api, body.clone())
+        .err()
+        .map(|e| match e.param {
+            Some(param) => format!("body.{param}: {}", e.message),
+            None => format!("body: {}", e.message),
+        })
 }
 
 /// A JSON value's kind, as a person would name it.
@@ -467,9 +477,9 @@ mod tests {
                 "a null model is the job's route"
             );
         }
-        let body = json!({"messages": [{"role": "user", "content": "x"}], "stop": 5});
+        let body = json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": "5"});
         let reason = reason_of(&with_body(body));
-        assert!(reason.starts_with("body.stop: "), "{reason}");
+        assert!(reason.starts_with("body.max_tokens: "), "{reason}");
     }
 
     #[test]
@@ -573,12 +583,13 @@ mod tests {
 
     #[test]
     fn url_must_be_chat_completions_and_the_reason_names_it() {
-        let reason = reason_of(&with_field("url", Some(json!("/v1/embeddings"))));
+        let reason = reason_of(&with_field("url", Some(json!("/v1/images/generations"))));
         assert!(
-            reason.contains("url \"/v1/embeddings\" is not supported"),
+            reason.contains("url \"/v1/images/generations\" is not supported"),
             "{reason}"
         );
         assert!(reason.contains("\"/v1/chat/completions\""), "{reason}");
+        assert!(reason.contains("\"/v1/embeddings\""), "{reason}");
         let reason = reason_of(&with_field("url", None));
         assert!(reason.contains("url is missing"), "{reason}");
     }
@@ -605,21 +616,43 @@ mod tests {
     }
 
     #[test]
+    fn tool_conversations_images_and_embeddings_lines_are_accepted() {
+        let agent = json!({"messages": [
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+                "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "42"}],
+            "tools": [{"type": "function", "function": {"name": "f"}}]});
+        let parsed = parse_text(&with_body(agent));
+        assert!(parsed.errors.is_empty(), "{parsed:?}");
+        let line = json!({"custom_id": "e", "method": "POST", "url": EMBEDDINGS_URL,
+            "body": {"model": "m", "input": ["a", "b"], "dimensions": 8}});
+        let parsed = parse_text(&line.to_string());
+        assert!(parsed.errors.is_empty(), "{parsed:?}");
+        assert_eq!(parsed.lines[0].api, Api::Embeddings);
+        let line = json!({"custom_id": "e", "method": "POST", "url": EMBEDDINGS_URL,
+            "body": {"model": "m", "messages": [{"role": "user", "content": "x"}]}});
+        assert!(reason_of(&line.to_string()).contains("body.input"));
+    }
+
+    #[test]
     fn a_message_needs_a_known_role_and_string_content() {
         let cases = [
             (json!("hi"), "body.messages[1] must be an object"),
             (json!({"content": "x"}), "body.messages[1].role is missing"),
             (
-                json!({"role": "tool", "content": "x"}),
-                "body.messages[1].role is \"tool\"",
+                json!({"role": "robot", "content": "x"}),
+                "body.messages[1].role is \"robot\"",
             ),
             (
                 json!({"role": "user"}),
                 "body.messages[1].content is missing",
             ),
             (
-                json!({"role": "user", "content": [{"type": "text"}]}),
-                "body.messages[1].content must be a string",
+                json!({"role": "user", "content": 5}),
+                "body.messages[1].content must be a string or a list of parts",
             ),
         ];
         for (message, want) in cases {
@@ -632,9 +665,12 @@ mod tests {
     #[test]
     fn other_unreadable_body_fields_are_named() {
         let body = json!({"messages": [{"role": "user", "content": "x"}], "seed": 1,
-                          "temperature": "hot"});
+                          "max_completion_tokens": "hot"});
         let reason = reason_of(&with_body(body));
-        assert!(reason.starts_with("body.temperature: "), "{reason}");
+        assert!(
+            reason.starts_with("body.max_completion_tokens: "),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub fn router(state: Arc<AppState>, keys: ApiKeys, limit: KeyLimit) -> Router {
         .layer(DefaultBodyLimit::max(max_upload));
     let v1 = Router::new()
         .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/embeddings", post(chat::embeddings))
         .route("/v1/models", get(models::list))
         .layer(DefaultBodyLimit::max(max_body))
         .merge(batch_api)

@@ -1,6 +1,7 @@
-//! `POST /v1/chat/completions`: the OpenAI request becomes a JSON-mode query on the
-//! route's channel, and the worker's answer (or failure) becomes the HTTP response; with
-//! `stream: true` the answer is relayed chunk by chunk (see [`super::stream`]).
+//! `POST /v1/chat/completions` and `POST /v1/embeddings`: the OpenAI request becomes a
+//! JSON-mode query on the route's channel (tagged with its API), as the caller wrote it
+//! except `model`, and the worker's answer (or failure) becomes the HTTP response; a chat
+//! with `stream: true` is relayed chunk by chunk (see [`super::stream`]).
 
 use super::app::AppState;
 use super::error::ApiError;
@@ -9,7 +10,8 @@ use super::request_id::RequestId;
 use super::routes::Resolved;
 use super::stream::{self, StreamCall};
 use crate::kubemq::{request::RequestType, Request};
-use crate::worker::wire::JSON_CONTENT_TYPE;
+use crate::provider::{Api, LlmRequest};
+use crate::worker::wire::{API_TAG, JSON_CONTENT_TYPE};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -28,24 +30,45 @@ pub use crate::worker::wire::PIN_MODEL_TAG;
 /// the OpenAI Python SDK sends with every request.
 const TIMEOUT_HEADERS: [&str; 2] = ["x-request-timeout", "x-stainless-read-timeout"];
 
-/// The handler: answers, and labels the response with its route for the metrics.
+/// `POST /v1/chat/completions`.
 pub async fn completions(
     State(state): State<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    handle(&state, Api::Chat, &id, &headers, body).await
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(&state, Api::Embeddings, &id, &headers, body).await
+}
+
+/// Answers, and labels the response with its route for the metrics.
+async fn handle(
+    state: &AppState,
+    api: Api,
+    id: &RequestId,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let started = Instant::now();
     let mut label = None;
-    let result = complete(&state, &id, &headers, body, &mut label, started).await;
+    let result = complete(state, api, id, headers, body, &mut label, started).await;
     let mut response = match result {
         Ok(response) => response,
         Err(e) => {
             let status = e.status();
             if status.is_server_error() {
-                tracing::warn!(request_id = %id.0, status = status.as_u16(), "chat request failed: {e}");
+                tracing::warn!(request_id = %id.0, api = api.name(), status = status.as_u16(), "request failed: {e}");
             } else {
-                tracing::debug!(request_id = %id.0, status = status.as_u16(), "chat request refused: {e}");
+                tracing::debug!(request_id = %id.0, api = api.name(), status = status.as_u16(), "request refused: {e}");
             }
             e.into_response()
         }
@@ -58,14 +81,15 @@ pub async fn completions(
 
 async fn complete(
     state: &AppState,
+    api: Api,
     id: &RequestId,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     label: &mut Option<String>,
     started: Instant,
 ) -> Result<Response, ApiError> {
-    let mut chat = parse(body, state.max_body)?;
-    let streamed = chat.get("stream").and_then(Value::as_bool) == Some(true);
+    let mut chat = parse(body, api, state.max_body)?;
+    let streamed = api == Api::Chat && chat.get("stream").and_then(Value::as_bool) == Some(true);
     let model = model(&chat)?;
     *label = Some(UNKNOWN_ROUTE.to_owned());
     let resolved = state.table.resolve(&model)?;
@@ -76,6 +100,11 @@ async fn complete(
     };
     let timeout = timeout(resolved.route.timeout, headers);
     let mut request = query(&resolved, &Value::Object(chat), timeout, id)?;
+    if api != Api::Chat {
+        request
+            .tags
+            .insert(API_TAG.to_owned(), api.name().to_owned());
+    }
     let route = &resolved.route.name;
     if !streamed {
         return reply(state.broker.query(request, route).await?);
@@ -93,9 +122,10 @@ async fn complete(
     stream::respond(call, opened).await
 }
 
-/// The body as a JSON object with non-empty `messages`.
+/// The body as a JSON object, checked as a request of `api` (the fields the router reads).
 fn parse(
     body: Result<Bytes, BytesRejection>,
+    api: Api,
     limit: usize,
 ) -> Result<Map<String, Value>, ApiError> {
     let bytes = body.map_err(|rejection| {
@@ -110,27 +140,18 @@ fn parse(
     })?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| bad_request(format!("request body is not valid JSON: {e}"), None))?;
-    let Value::Object(chat) = value else {
+    let Value::Object(body) = value else {
         return Err(bad_request(
-            "request body must be a JSON object (an OpenAI chat request)".into(),
+            format!(
+                "request body must be a JSON object (an OpenAI {} request)",
+                api.name()
+            ),
             None,
         ));
     };
-    match chat.get("messages") {
-        Some(Value::Array(m)) if !m.is_empty() => Ok(chat),
-        Some(Value::Array(_)) => Err(bad_request(
-            "`messages` is empty: send at least one message".into(),
-            Some("messages"),
-        )),
-        Some(_) => Err(bad_request(
-            "`messages` must be an array of {role, content} objects".into(),
-            Some("messages"),
-        )),
-        None => Err(bad_request(
-            "missing `messages`: send at least one message".into(),
-            Some("messages"),
-        )),
-    }
+    LlmRequest::new(api, body)
+        .map(LlmRequest::into_body)
+        .map_err(|e| bad_request(e.message, e.param))
 }
 
 fn bad_request(message: String, param: Option<&'static str>) -> ApiError {
@@ -305,7 +326,18 @@ mod tests {
 
     #[test]
     fn bodies_are_checked_before_routing() {
-        let parse_str = |s: &'static str| parse(Ok(Bytes::from_static(s.as_bytes())), 10);
+        let parse_str =
+            |s: &'static str| parse(Ok(Bytes::from_static(s.as_bytes())), Api::Chat, 10);
+        let embed_str =
+            |s: &'static str| parse(Ok(Bytes::from_static(s.as_bytes())), Api::Embeddings, 10);
+        assert!(embed_str(r#"{"model":"r","input":["a","b"],"dimensions":8}"#).is_ok());
+        assert!(matches!(
+            embed_str(r#"{"model":"r","input":[]}"#),
+            Err(ApiError::BadRequest {
+                param: Some("input"),
+                ..
+            })
+        ));
         assert!(matches!(
             parse_str("{"),
             Err(ApiError::BadRequest { param: None, .. })

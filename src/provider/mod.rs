@@ -1,85 +1,17 @@
-//! LLM providers: one contract, one file per wire format. Provider JSON never leaves the
-//! provider's own file; the rest of the router sees only the neutral types below.
+//! LLM providers: one contract, one module per wire format. The router's lingua franca is
+//! OpenAI's JSON, kept whole ([`request`]): OpenAI-format endpoints get the caller's body
+//! with only `model` changed, and Anthropic's wire format never leaves its module.
 //!
-//! - `openai`: Chat Completions (`/v1/chat/completions`); also Azure OpenAI, vLLM, Ollama,
-//!   Together, Groq and the simulated provider, which speak the same format.
+//! - `openai`: Chat Completions (`/v1/chat/completions`) and Embeddings (`/v1/embeddings`);
+//!   also Azure OpenAI, vLLM, Ollama, Together, Groq and the simulated provider.
 //! - `anthropic`: Messages API (`/v1/messages`), translated both ways.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// One chat message, provider-neutral.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
-    pub role: String,
-    pub content: String,
-}
-
-/// A chat request in the OpenAI chat-completions shape, the router's lingua franca.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct ChatRequest {
-    /// The provider's model name (the route decides it; callers may pin one). Null
-    /// reads as empty.
-    #[serde(default, deserialize_with = "lenient::model")]
-    pub model: String,
-    pub messages: Vec<ChatMessage>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_tokens: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f32>,
-    /// Read from a list, one string or null, as OpenAI accepts.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "lenient::stop"
-    )]
-    pub stop: Vec<String>,
-}
-
-/// Token counts read from every provider response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Usage {
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
-}
-
-/// A completed chat, provider-neutral.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChatResponse {
-    /// The provider's response id.
-    pub id: String,
-    /// The model that answered, as the provider reports it.
-    pub model: String,
-    pub content: String,
-    /// OpenAI's vocabulary: `stop`, `length`, `content_filter`, `tool_calls`.
-    pub finish_reason: String,
-    pub usage: Usage,
-}
-
-/// One piece of a streamed answer, provider-neutral.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct ChatChunk {
-    /// The provider's response id (the same on every chunk of one answer).
-    pub id: String,
-    pub model: String,
-    /// The text this chunk adds.
-    pub delta: String,
-    /// Set on the last chunk, in OpenAI's vocabulary.
-    pub finish_reason: Option<String>,
-    /// Set when the provider reported it (OpenAI: a last chunk with no choices;
-    /// Anthropic: `message_delta`).
-    pub usage: Option<Usage>,
-}
-
-impl ChatChunk {
-    /// Whether the chunk says anything (providers send role-only and keep-alive chunks).
-    pub fn is_empty(&self) -> bool {
-        self.delta.is_empty() && self.finish_reason.is_none() && self.usage.is_none()
-    }
-}
+pub mod assemble;
+mod request;
+pub use request::{Api, ChatChunk, Invalid, LlmRequest, LlmResponse, Usage};
 
 /// Why one call to one endpoint failed. Payload-free classification lives in
 /// [`ProviderError::kind`]; the texts never contain keys.
@@ -99,6 +31,10 @@ pub enum ProviderError {
     },
     #[error("unreadable response: {0}")]
     Decode(String),
+    /// The endpoint cannot do what the request asks (caught by the router before sending
+    /// wherever it can be).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// What the router does after a failure.
@@ -121,7 +57,7 @@ impl ProviderError {
                 401 | 403 => FailureKind::NextTarget,
                 _ => FailureKind::Fatal,
             },
-            ProviderError::Decode(_) => FailureKind::Fatal,
+            ProviderError::Decode(_) | ProviderError::Unsupported(_) => FailureKind::Fatal,
         }
     }
 
@@ -137,7 +73,6 @@ impl ProviderError {
 pub mod anthropic;
 pub(crate) mod http;
 pub use http::client as http_client;
-mod lenient;
 pub mod openai;
 pub mod sse;
 
@@ -181,26 +116,49 @@ impl Provider {
         }
     }
 
-    /// One attempt: sends `req` and waits at most `timeout` for the whole answer.
-    pub async fn chat(
-        &self,
-        req: &ChatRequest,
-        timeout: Duration,
-    ) -> Result<ChatResponse, ProviderError> {
+    /// The same client, dropping parameters its API cannot honour instead of refusing
+    /// the request (the endpoint's `drop-unsupported-params`).
+    pub fn dropping_unsupported(self, drop: bool) -> Self {
         match self {
-            Provider::Openai(p) => p.chat(req, timeout).await,
-            Provider::Anthropic(p) => p.chat(req, timeout).await,
+            Provider::Anthropic(p) if drop => Provider::Anthropic(p.dropping_unsupported()),
+            other => other,
         }
     }
-}
 
-impl Provider {
+    /// One attempt: sends `req` and waits at most `timeout` for the whole answer.
+    pub async fn call(
+        &self,
+        req: &LlmRequest,
+        timeout: Duration,
+    ) -> Result<LlmResponse, ProviderError> {
+        match (self, req.api()) {
+            (Provider::Openai(p), Api::Chat) => p.chat(req, timeout).await,
+            (Provider::Openai(p), Api::Embeddings) => p.embed(req, timeout).await,
+            (Provider::Anthropic(p), Api::Chat) => p.chat(req, timeout).await,
+            (Provider::Anthropic(_), Api::Embeddings) => Err(ProviderError::Unsupported(
+                "Anthropic has no embeddings API".into(),
+            )),
+        }
+    }
+
+    /// Why this endpoint cannot honour `req` as written, if it cannot: the router then
+    /// tries a target that can, or refuses the request naming the parameter.
+    pub fn refusal(&self, req: &LlmRequest) -> Option<String> {
+        match (self, req.api()) {
+            (Provider::Openai(_), _) => None,
+            (Provider::Anthropic(_), Api::Embeddings) => {
+                Some("Anthropic endpoints cannot embed (Anthropic has no embeddings API)".into())
+            }
+            (Provider::Anthropic(p), Api::Chat) => p.refusal(req),
+        }
+    }
+
     /// One streaming attempt: sends `req` asking for a stream and waits at most `timeout`
     /// for the response head. A failure here is an ordinary [`ProviderError`]; failures
     /// while reading come out of [`ChatStream::next`].
     pub async fn stream(
         &self,
-        req: &ChatRequest,
+        req: &LlmRequest,
         timeout: Duration,
     ) -> Result<ChatStream, ProviderError> {
         let inner = match self {

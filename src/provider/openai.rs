@@ -7,16 +7,18 @@
 
 use super::http;
 use super::sse::SseReader;
-use super::{ChatChunk, ChatMessage, ChatRequest, ChatResponse, ProviderError, Usage};
+use super::{ChatChunk, LlmRequest, LlmResponse, ProviderError};
 use crate::secret::Secret;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use serde_json::{Map, Value};
 use std::time::Duration;
 
 /// A client for one OpenAI-compatible endpoint.
 #[derive(Debug, Clone)]
 pub struct OpenAi {
-    /// The full chat-completions URL, computed once.
-    url: String,
+    /// The full chat-completions and embeddings URLs, computed once.
+    chat_url: String,
+    embeddings_url: String,
     api_key: Option<Secret>,
     http: reqwest::Client,
 }
@@ -24,15 +26,20 @@ pub struct OpenAi {
 impl OpenAi {
     pub fn new(base_url: &str, api_key: Option<Secret>, http: reqwest::Client) -> Self {
         Self {
-            url: http::endpoint_url(base_url, "/v1/chat/completions"),
+            chat_url: http::endpoint_url(base_url, "/v1/chat/completions"),
+            embeddings_url: http::endpoint_url(base_url, "/v1/embeddings"),
             api_key,
             http,
         }
     }
 
-    /// The POST of `wire` to the endpoint, with the key as a bearer token if there is one.
-    fn post(&self, wire: &WireRequest) -> Result<reqwest::RequestBuilder, ProviderError> {
-        let mut request = self.http.post(&self.url).json(wire);
+    /// The POST of `body` to `url`, with the key as a bearer token if there is one.
+    fn post(
+        &self,
+        url: &str,
+        body: &Map<String, Value>,
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
+        let mut request = self.http.post(url).json(body);
         if let Some(key) = &self.api_key {
             let value = http::secret_header(&format!("Bearer {}", key.expose()))?;
             request = request.header(reqwest::header::AUTHORIZATION, value);
@@ -41,31 +48,52 @@ impl OpenAi {
     }
 
     /// One attempt, bounded by `timeout` from sending to the last byte of the answer.
+    /// The caller's body goes as it is (a `stream` flag aside: this is the whole answer).
     pub async fn chat(
         &self,
-        req: &ChatRequest,
+        req: &LlmRequest,
         timeout: Duration,
-    ) -> Result<ChatResponse, ProviderError> {
+    ) -> Result<LlmResponse, ProviderError> {
         let key = self.api_key.as_ref();
-        let request = self.post(&WireRequest::from(req))?;
-        let body = http::execute(request, timeout, key).await?;
-        http::decode::<WireResponse>(&body, key)?.into_neutral()
+        let mut body = req.body().clone();
+        body.remove("stream");
+        body.remove("stream_options");
+        let request = self.post(&self.chat_url, &body)?;
+        let bytes = http::execute(request, timeout, key).await?;
+        let answer: Value = http::decode(&bytes, key)?;
+        match answer.get("choices").and_then(Value::as_array) {
+            Some(choices) if !choices.is_empty() => Ok(LlmResponse::new(answer)),
+            _ => Err(ProviderError::Decode("the response has no choices".into())),
+        }
     }
 
-    /// One streaming attempt (`stream: true`, usage included), bounded by `timeout` up
-    /// to the response head.
+    /// One embeddings call, the body as the caller wrote it.
+    pub async fn embed(
+        &self,
+        req: &LlmRequest,
+        timeout: Duration,
+    ) -> Result<LlmResponse, ProviderError> {
+        let key = self.api_key.as_ref();
+        let request = self.post(&self.embeddings_url, req.body())?;
+        let bytes = http::execute(request, timeout, key).await?;
+        let answer: Value = http::decode(&bytes, key)?;
+        if !answer.get("data").is_some_and(Value::is_array) {
+            return Err(ProviderError::Decode(
+                "the response has no `data` list".into(),
+            ));
+        }
+        Ok(LlmResponse::new(answer))
+    }
+
+    /// One streaming attempt, bounded by `timeout` up to the response head. Asks for
+    /// usage (limits and metrics need it) whatever the caller's `stream_options` say.
     pub async fn stream(
         &self,
-        req: &ChatRequest,
+        req: &LlmRequest,
         timeout: Duration,
     ) -> Result<EventStream, ProviderError> {
         let key = self.api_key.as_ref();
-        let mut wire = WireRequest::from(req);
-        wire.stream = true;
-        wire.stream_options = Some(StreamOptions {
-            include_usage: true,
-        });
-        let request = self.post(&wire)?;
+        let request = self.post(&self.chat_url, &stream_body(req))?;
         let response = http::open(request, timeout, key).await?;
         Ok(EventStream {
             reader: SseReader::new(response),
@@ -74,6 +102,23 @@ impl OpenAi {
             done: false,
         })
     }
+}
+
+/// The caller's body with `stream: true` and `stream_options.include_usage: true`, the
+/// caller's other stream options kept.
+fn stream_body(req: &LlmRequest) -> Map<String, Value> {
+    let mut body = req.body().clone();
+    body.insert("stream".into(), Value::Bool(true));
+    let options = body
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !options.is_object() {
+        *options = Value::Object(Map::new());
+    }
+    if let Value::Object(options) = options {
+        options.insert("include_usage".into(), Value::Bool(true));
+    }
+    body
 }
 
 /// An OpenAI SSE stream: `data: {chunk}` events, then `data: [DONE]`.
@@ -99,15 +144,17 @@ impl EventStream {
                 self.done = true;
                 return None;
             }
-            let wire = match http::decode::<WireChunk>(event.data.as_bytes(), self.key.as_ref()) {
-                Ok(wire) => wire,
+            let body = match http::decode::<Value>(event.data.as_bytes(), self.key.as_ref()) {
+                Ok(body) => body,
                 Err(e) => return self.fail(e),
             };
-            if let Some(error) = wire.error {
+            if let Some(error) = body.get("error").filter(|e| !e.is_null()) {
+                let error =
+                    serde_json::from_value::<WireStreamError>(error.clone()).unwrap_or_default();
                 return self.fail(error.into_neutral(self.key.as_ref()));
             }
-            let chunk = wire.into_neutral();
-            self.finished |= chunk.finish_reason.is_some();
+            let chunk = ChatChunk::new(body);
+            self.finished |= chunk.finishes();
             if !chunk.is_empty() {
                 return Some(Ok(chunk));
             }
@@ -131,41 +178,8 @@ impl EventStream {
     }
 }
 
-#[derive(Serialize)]
-struct StreamOptions {
-    include_usage: bool,
-}
-
-#[derive(Deserialize)]
-struct WireChunk {
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    model: String,
-    #[serde(default)]
-    choices: Vec<WireChunkChoice>,
-    #[serde(default)]
-    usage: Option<WireUsage>,
-    #[serde(default)]
-    error: Option<WireStreamError>,
-}
-
-#[derive(Deserialize)]
-struct WireChunkChoice {
-    #[serde(default)]
-    delta: WireDelta,
-    #[serde(default)]
-    finish_reason: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct WireDelta {
-    #[serde(default)]
-    content: Option<String>,
-}
-
 /// An error sent inside the stream (`data: {"error": {...}}`).
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct WireStreamError {
     #[serde(default)]
     message: String,
@@ -193,204 +207,42 @@ impl WireStreamError {
     }
 }
 
-impl WireChunk {
-    fn into_neutral(self) -> ChatChunk {
-        let choice = self.choices.into_iter().next();
-        let (delta, finish_reason) = match choice {
-            Some(c) => (c.delta.content.unwrap_or_default(), c.finish_reason),
-            None => (String::new(), None),
-        };
-        ChatChunk {
-            id: self.id,
-            model: self.model,
-            delta,
-            finish_reason,
-            usage: self.usage.map(|u| Usage {
-                prompt_tokens: u.prompt_tokens,
-                completion_tokens: u.completion_tokens,
-            }),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct WireRequest<'a> {
-    model: &'a str,
-    messages: Vec<WireMessage<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_tokens: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<f32>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    stop: &'a [String],
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    stream: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_options: Option<StreamOptions>,
-}
-
-#[derive(Serialize)]
-struct WireMessage<'a> {
-    role: &'a str,
-    content: &'a str,
-}
-
-impl<'a> From<&'a ChatRequest> for WireRequest<'a> {
-    fn from(req: &'a ChatRequest) -> Self {
-        Self {
-            model: &req.model,
-            messages: req.messages.iter().map(WireMessage::from).collect(),
-            max_tokens: req.max_tokens,
-            temperature: req.temperature,
-            top_p: req.top_p,
-            stop: &req.stop,
-            stream: false,
-            stream_options: None,
-        }
-    }
-}
-
-impl<'a> From<&'a ChatMessage> for WireMessage<'a> {
-    fn from(m: &'a ChatMessage) -> Self {
-        Self {
-            role: &m.role,
-            content: &m.content,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct WireResponse {
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    model: String,
-    #[serde(default)]
-    choices: Vec<WireChoice>,
-    #[serde(default)]
-    usage: Option<WireUsage>,
-}
-
-#[derive(Deserialize)]
-struct WireChoice {
-    message: WireAnswer,
-    #[serde(default)]
-    finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WireAnswer {
-    /// `null` when the model answered with tool calls only.
-    #[serde(default)]
-    content: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WireUsage {
-    #[serde(default)]
-    prompt_tokens: u32,
-    #[serde(default)]
-    completion_tokens: u32,
-}
-
-impl WireResponse {
-    fn into_neutral(self) -> Result<ChatResponse, ProviderError> {
-        let choice = self
-            .choices
-            .into_iter()
-            .next()
-            .ok_or_else(|| ProviderError::Decode("the response has no choices".into()))?;
-        let usage = self.usage.map_or(Usage::default(), |u| Usage {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-        });
-        Ok(ChatResponse {
-            id: self.id,
-            model: self.model,
-            content: choice.message.content.unwrap_or_default(),
-            finish_reason: choice.finish_reason.unwrap_or_else(|| "stop".into()),
-            usage,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::Api;
+    use serde_json::json;
 
     #[test]
-    fn request_carries_only_set_fields() {
-        let req = ChatRequest {
-            model: "gpt-4o-mini".into(),
-            messages: vec![ChatMessage {
-                role: "user".into(),
-                content: "hi".into(),
-            }],
-            max_tokens: Some(5),
-            ..ChatRequest::default()
+    fn stream_requests_ask_for_usage_and_keep_the_rest() {
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "stream_options": {"include_obfuscation": false}, "n": 2});
+        let Value::Object(body) = body else {
+            unreachable!()
         };
-        let json = serde_json::to_value(WireRequest::from(&req)).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({"model": "gpt-4o-mini", "max_tokens": 5,
-                "messages": [{"role": "user", "content": "hi"}]})
-        );
+        let req = LlmRequest::new(Api::Chat, body).expect("valid");
+        let sent = Value::Object(stream_body(&req));
+        assert_eq!(sent["stream"], true);
+        assert_eq!(sent["stream_options"]["include_usage"], true);
+        assert_eq!(sent["stream_options"]["include_obfuscation"], false);
+        assert_eq!(sent["n"], 2);
     }
 
     #[test]
-    fn chunks_map_text_finish_usage_and_errors() {
-        let c = |json: &str| serde_json::from_str::<WireChunk>(json).unwrap();
-        let first = c(r#"{"id":"x","model":"m","choices":[{"index":0,
-            "delta":{"role":"assistant","content":""},"finish_reason":null}]}"#);
-        assert!(first.into_neutral().is_empty());
-        let text = c(r#"{"id":"x","model":"m","choices":[{"delta":{"content":"Hi"}}]}"#);
-        assert_eq!(text.into_neutral().delta, "Hi");
-        let last = c(r#"{"id":"x","choices":[{"delta":{},"finish_reason":"length"}]}"#);
-        assert_eq!(last.into_neutral().finish_reason.as_deref(), Some("length"));
-        let usage =
-            c(r#"{"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#);
-        assert_eq!(
-            usage.into_neutral().usage,
-            Some(Usage {
-                prompt_tokens: 3,
-                completion_tokens: 4
-            })
-        );
-        let error = c(r#"{"error":{"message":"overloaded","type":"server_error"}}"#);
-        let error = error.error.unwrap().into_neutral(None);
-        assert!(matches!(error, ProviderError::Status { status: 500, .. }));
-    }
-
-    #[test]
-    fn stream_requests_ask_for_usage() {
-        let req = ChatRequest::default();
-        let mut wire = WireRequest::from(&req);
-        wire.stream = true;
-        wire.stream_options = Some(StreamOptions {
-            include_usage: true,
-        });
-        let json = serde_json::to_value(wire).unwrap();
-        assert_eq!(json["stream"], true);
-        assert_eq!(json["stream_options"]["include_usage"], true);
-    }
-
-    #[test]
-    fn response_maps_and_tolerates_nulls() {
-        let body = br#"{"id":"x","model":"m","choices":[{"index":0,
-            "message":{"role":"assistant","content":null},"finish_reason":"tool_calls"}]}"#;
-        let wire: WireResponse = serde_json::from_slice(body).unwrap();
-        let r = wire.into_neutral().unwrap();
-        assert_eq!(
-            (r.content.as_str(), r.finish_reason.as_str()),
-            ("", "tool_calls")
-        );
-        assert_eq!(r.usage, Usage::default());
-        let empty: WireResponse = serde_json::from_slice(br#"{"choices":[]}"#).unwrap();
+    fn stream_errors_are_statuses() {
+        let error: WireStreamError =
+            serde_json::from_value(json!({"message": "overloaded", "type": "server_error"}))
+                .unwrap_or_default();
         assert!(matches!(
-            empty.into_neutral(),
-            Err(ProviderError::Decode(_))
+            error.into_neutral(None),
+            ProviderError::Status { status: 500, .. }
+        ));
+        let limited: WireStreamError =
+            serde_json::from_value(json!({"message": "slow down", "code": "rate_limit_exceeded"}))
+                .unwrap_or_default();
+        assert!(matches!(
+            limited.into_neutral(None),
+            ProviderError::Status { status: 429, .. }
         ));
     }
 }

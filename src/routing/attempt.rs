@@ -5,7 +5,7 @@ use super::circuit::{Admission, Rejected, Verdict};
 use super::limits::{estimate_tokens, Budget, NoBudget};
 use super::metrics;
 use super::table::{Endpoint, Target};
-use crate::provider::{ChatRequest, ChatResponse, FailureKind, ProviderError};
+use crate::provider::{FailureKind, LlmRequest, LlmResponse, ProviderError};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -83,7 +83,7 @@ pub struct Leave {
 /// Gets leave for one attempt at `target` before `deadline`, or says why not.
 pub async fn leave(
     target: &Target,
-    req: &ChatRequest,
+    req: &LlmRequest,
     deadline: Instant,
 ) -> Result<Leave, AttemptError> {
     let endpoint = &target.endpoint;
@@ -110,10 +110,10 @@ pub async fn leave(
 /// Makes one attempt at `target` before `deadline`; `req` already names the target's model.
 pub async fn attempt(
     target: &Target,
-    req: &ChatRequest,
+    req: &LlmRequest,
     deadline: Instant,
     tally: &Tally,
-) -> Result<ChatResponse, AttemptError> {
+) -> Result<LlmResponse, AttemptError> {
     let endpoint = &target.endpoint;
     let Leave {
         admission,
@@ -136,11 +136,11 @@ pub async fn call(
     endpoint: &Endpoint,
     admission: Admission,
     budget: &Budget,
-    req: &ChatRequest,
+    req: &LlmRequest,
     timeout: Duration,
-) -> Result<ChatResponse, AttemptError> {
+) -> Result<LlmResponse, AttemptError> {
     let start = Instant::now();
-    let result = endpoint.upstream.chat(req, timeout).await;
+    let result = endpoint.upstream.call(req, timeout).await;
     metrics::upstream_latency(&endpoint.name, start.elapsed());
     metrics::upstream_response(&endpoint.name, result.as_ref().map(|_| ()), false);
     match result {

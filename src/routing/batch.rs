@@ -9,7 +9,7 @@ use super::limits::{estimate_tokens, Budget, Busy};
 use super::retry::Stop;
 use super::table::{self, OwnedInFlight, Route, Target};
 use super::{fatal_detail, Completion, Router};
-use crate::provider::{ChatRequest, FailureKind, ProviderError};
+use crate::provider::{FailureKind, LlmRequest, ProviderError};
 use futures::future::select_all;
 use std::future::Future;
 use std::pin::Pin;
@@ -74,7 +74,7 @@ impl Router {
     pub async fn reserve(
         &self,
         route: &str,
-        req: &ChatRequest,
+        req: &LlmRequest,
         deadline: Instant,
     ) -> Option<Reservation> {
         let table = self.route(route)?;
@@ -82,7 +82,7 @@ impl Router {
         loop {
             // Registered before looking, so a release between the look and the sleep wakes us.
             let changed = changes(table);
-            let wake = match try_reserve(table, tokens) {
+            let wake = match try_reserve(table, req, tokens) {
                 Ok(reservation) => return Some(reservation),
                 Err(wake) => wake,
             };
@@ -107,7 +107,7 @@ impl Router {
     pub async fn complete_reserved(
         &self,
         reservation: Reservation,
-        mut req: ChatRequest,
+        mut req: LlmRequest,
         timeout: Duration,
     ) -> Result<Completion, BatchFailure> {
         let Reservation {
@@ -117,7 +117,7 @@ impl Router {
             budget,
             _in_flight,
         } = reservation;
-        req.model.clone_from(&target.model);
+        req.set_model(&target.model);
         let endpoint = &target.endpoint;
         let timeout = timeout.min(endpoint.timeout);
         match attempt::call(endpoint, admission, &budget, &req, timeout).await {
@@ -148,12 +148,19 @@ fn changes(route: &Route) -> Vec<Changed<'_>> {
 
 /// Capacity at the first target (in priority order) that has it now, or the earliest
 /// instant one is known to free up (None: a wake-up will tell).
-fn try_reserve(route: &Route, tokens: u32) -> Result<Reservation, Option<Instant>> {
+fn try_reserve(
+    route: &Route,
+    req: &LlmRequest,
+    tokens: u32,
+) -> Result<Reservation, Option<Instant>> {
     let mut wake: Option<Instant> = None;
     let mut sooner = |at: Instant| wake = Some(wake.map_or(at, |w| w.min(at)));
     for tier in &route.tiers {
         for target in table::order(tier, rand::random::<f64>) {
             let endpoint = &target.endpoint;
+            if endpoint.upstream.refusal(req).is_some() {
+                continue;
+            }
             let admission = match endpoint.circuit.admit() {
                 Ok(admission) => admission,
                 Err(Rejected::Open { retry_in }) => {

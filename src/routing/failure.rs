@@ -105,6 +105,7 @@ impl Failure {
                 write!(f, "{name} cannot connect ({why}) {}", self.after())?
             }
             ProviderError::Decode(why) => write!(f, "{name} sent an unreadable answer ({why})")?,
+            ProviderError::Unsupported(why) => write!(f, "{name} cannot take it: {why}")?,
         }
         notes.extend(self.note());
         if notes.is_empty() {

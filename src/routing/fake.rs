@@ -1,8 +1,9 @@
 //! A scripted provider for unit tests: answers, fails or hangs on demand, in tokio time,
 //! and records when it was called.
 
-use crate::provider::{ChatChunk, ChatRequest, ChatResponse, ChatStream, ProviderError, Usage};
+use crate::provider::{ChatChunk, ChatStream, LlmRequest, LlmResponse, ProviderError};
 use parking_lot::Mutex;
+use serde_json::json;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,6 +30,9 @@ pub struct Fake {
     calls: Mutex<Vec<Instant>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Refuse requests that carry this top-level field, as an endpoint that cannot
+    /// honour a parameter does.
+    refuses: Mutex<Option<String>>,
 }
 
 pub fn status(status: u16) -> Step {
@@ -56,7 +60,20 @@ impl Fake {
             calls: Mutex::new(Vec::new()),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            refuses: Mutex::new(None),
         })
+    }
+
+    /// From now on, cannot honour requests that carry `field`.
+    pub fn refuse(&self, field: &str) {
+        *self.refuses.lock() = Some(field.to_owned());
+    }
+
+    pub fn refusal(&self, req: &LlmRequest) -> Option<String> {
+        let field = self.refuses.lock().clone()?;
+        req.body()
+            .contains_key(&field)
+            .then(|| format!("{} cannot honour `{field}`", self.name))
     }
 
     /// Queues steps to play before falling back to the default one.
@@ -82,9 +99,9 @@ impl Fake {
 
     pub async fn chat(
         &self,
-        req: &ChatRequest,
+        req: &LlmRequest,
         timeout: Duration,
-    ) -> Result<ChatResponse, ProviderError> {
+    ) -> Result<LlmResponse, ProviderError> {
         self.calls.lock().push(Instant::now());
         let step = self
             .script
@@ -101,35 +118,35 @@ impl Fake {
     /// The scripted answer as a stream of its words, or the scripted failure before it.
     pub async fn stream(
         &self,
-        req: &ChatRequest,
+        req: &LlmRequest,
         timeout: Duration,
     ) -> Result<ChatStream, ProviderError> {
         let answer = self.chat(req, timeout).await?;
-        let chunk = |delta: &str| ChatChunk {
-            id: answer.id.clone(),
-            model: answer.model.clone(),
-            delta: delta.to_owned(),
-            ..ChatChunk::default()
+        let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+            ChatChunk::new(json!({
+                "id": answer.body["id"], "object": "chat.completion.chunk", "model": answer.model(),
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }))
         };
         let mut items: Vec<Result<ChatChunk, ProviderError>> = answer
-            .content
+            .text()
             .split_inclusive(' ')
-            .map(|w| Ok(chunk(w)))
+            .map(|w| Ok(chunk(json!({"content": w}), None)))
             .collect();
-        items.push(Ok(ChatChunk {
-            finish_reason: Some(answer.finish_reason.clone()),
-            usage: Some(answer.usage),
-            ..chunk("")
-        }));
+        items.push(Ok(chunk(json!({}), Some(answer.finish_reason()))));
+        items.push(Ok(ChatChunk::new(json!({
+            "id": answer.body["id"], "object": "chat.completion.chunk", "model": answer.model(),
+            "choices": [], "usage": answer.body["usage"],
+        }))));
         Ok(ChatStream::replay(items))
     }
 
     async fn play(
         &self,
         step: Step,
-        req: &ChatRequest,
+        req: &LlmRequest,
         timeout: Duration,
-    ) -> Result<ChatResponse, ProviderError> {
+    ) -> Result<LlmResponse, ProviderError> {
         match step {
             Step::Answer => Ok(self.answer(req)),
             Step::AnswerAfter(after) if after <= timeout => {
@@ -144,16 +161,14 @@ impl Fake {
         }
     }
 
-    fn answer(&self, req: &ChatRequest) -> ChatResponse {
-        ChatResponse {
-            id: format!("{}-{}", self.name, self.calls()),
-            model: req.model.clone(),
-            content: format!("answer from {}", self.name),
-            finish_reason: "stop".into(),
-            usage: Usage {
-                prompt_tokens: 10,
-                completion_tokens: 5,
-            },
-        }
+    fn answer(&self, req: &LlmRequest) -> LlmResponse {
+        LlmResponse::new(json!({
+            "id": format!("{}-{}", self.name, self.calls()),
+            "object": "chat.completion",
+            "model": req.model(),
+            "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": format!("answer from {}", self.name)}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }))
     }
 }

@@ -109,6 +109,7 @@ fn status_label(error: &ProviderError, mid_stream: bool) -> Cow<'static, str> {
         ProviderError::Connect(_) if mid_stream => Cow::Borrowed("reset"),
         ProviderError::Connect(_) => Cow::Borrowed("connect"),
         ProviderError::Decode(_) => Cow::Borrowed("decode"),
+        ProviderError::Unsupported(_) => Cow::Borrowed("unsupported"),
     }
 }
 

@@ -28,7 +28,7 @@ mod table;
 mod tests;
 
 use crate::config::{ConfigError, RouterConfig};
-use crate::provider::{ChatRequest, ChatResponse, FailureKind, Provider, ProviderError};
+use crate::provider::{FailureKind, LlmRequest, LlmResponse, Provider, ProviderError};
 use attempt::AttemptError;
 use failure::Failure;
 use serde::Serialize;
@@ -53,7 +53,7 @@ pub struct RouteInfo {
 /// A successful completion and how it was obtained.
 #[derive(Debug, Clone)]
 pub struct Completion {
-    pub response: ChatResponse,
+    pub response: LlmResponse,
     /// Name of the endpoint that answered.
     pub endpoint: String,
     /// Attempts made in all, across targets.
@@ -96,12 +96,10 @@ impl Router {
     pub fn new(config: &RouterConfig, http: reqwest::Client) -> Result<Self, ConfigError> {
         metrics::describe();
         Self::build(config, |e| {
-            Upstream::Provider(Provider::new(
-                e.kind,
-                &e.base_url,
-                e.api_key.clone(),
-                http.clone(),
-            ))
+            Upstream::Provider(
+                Provider::new(e.kind, &e.base_url, e.api_key.clone(), http.clone())
+                    .dropping_unsupported(e.drop_unsupported_params),
+            )
         })
     }
 
@@ -190,7 +188,7 @@ impl Router {
     pub async fn complete(
         &self,
         route: &str,
-        req: ChatRequest,
+        req: LlmRequest,
         deadline: Instant,
     ) -> Result<Completion, RouteError> {
         self.complete_pinned(route, req, deadline, None).await
@@ -200,11 +198,12 @@ impl Router {
     pub async fn complete_pinned(
         &self,
         route: &str,
-        req: ChatRequest,
+        req: LlmRequest,
         deadline: Instant,
         pin: Option<&str>,
     ) -> Result<Completion, RouteError> {
         let (table, deadline) = self.prepare(route, deadline, pin)?;
+        honoured(table, &req, pin)?;
         serve(table, req, deadline, pin).await
     }
 
@@ -213,11 +212,12 @@ impl Router {
     pub async fn stream(
         &self,
         route: &str,
-        req: ChatRequest,
+        req: LlmRequest,
         deadline: Instant,
         pin: Option<&str>,
     ) -> Result<Streaming, RouteError> {
         let (table, deadline) = self.prepare(route, deadline, pin)?;
+        honoured(table, &req, pin)?;
         stream::serve(table, req, deadline, pin).await
     }
 
@@ -248,6 +248,39 @@ impl Router {
     }
 }
 
+/// Refuses `req` when no target of the route (only `pin`'s, if set) can honour it as
+/// written, naming the first reason; targets that cannot are skipped by [`serve`].
+fn honoured(route: &Route, req: &LlmRequest, pin: Option<&str>) -> Result<(), RouteError> {
+    let mut first = None;
+    let targets = route.tiers.iter().flatten();
+    for target in targets.filter(|t| pin.map_or(true, |p| t.model == p)) {
+        match target.endpoint.upstream.refusal(req) {
+            None => return Ok(()),
+            Some(why) => {
+                first.get_or_insert_with(|| format!("endpoint '{}': {why}", target.endpoint.name));
+            }
+        }
+    }
+    Err(RouteError::BadRequest {
+        route: route.name.clone(),
+        detail: format!(
+            "no target of this route can take the request; {}",
+            first.unwrap_or_default()
+        ),
+    })
+}
+
+impl Router {
+    /// Why `route` cannot take `req` at all (unknown route, or no target can honour it);
+    /// None when it can. Batch lines ask before waiting for capacity.
+    pub fn refusal(&self, route: &str, req: &LlmRequest) -> Option<RouteError> {
+        match self.route(route) {
+            None => Some(RouteError::UnknownRoute(route.to_owned())),
+            Some(table) => honoured(table, req, None).err(),
+        }
+    }
+}
+
 /// The targets that serve a pinned model (all of them without a pin).
 fn pinned<'a>(targets: Vec<&'a Target>, pin: Option<&'a str>) -> impl Iterator<Item = &'a Target> {
     targets
@@ -259,7 +292,7 @@ fn pinned<'a>(targets: Vec<&'a Target>, pin: Option<&'a str>) -> impl Iterator<I
 /// order, until one answers or the request is shown to be wrong.
 async fn serve(
     route: &Route,
-    mut req: ChatRequest,
+    mut req: LlmRequest,
     deadline: Instant,
     pin: Option<&str>,
 ) -> Result<Completion, RouteError> {
@@ -267,11 +300,13 @@ async fn serve(
     let mut attempts = 0;
     for tier in &route.tiers {
         for target in pinned(table::order(tier, rand::random::<f64>), pin) {
-            if !may_try(route, target, deadline, &mut failures) {
+            if target.endpoint.upstream.refusal(&req).is_some()
+                || !may_try(route, target, deadline, &mut failures)
+            {
                 continue;
             }
             let _in_flight = target.endpoint.assign();
-            req.model.clone_from(&target.model);
+            req.set_model(&target.model);
             let outcome = retry::call_target(target, &req, route.retry, deadline).await;
             attempts += outcome.attempts;
             match outcome.result {

@@ -5,7 +5,7 @@
 use super::attempt::{attempt, AttemptError, Tally};
 use super::table::Target;
 use crate::config::RetryConfig;
-use crate::provider::{ChatRequest, ChatResponse, ProviderError};
+use crate::provider::{LlmRequest, LlmResponse, ProviderError};
 use backon::Retryable;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -92,7 +92,7 @@ pub fn next_sleep(
 
 /// The answer from one target, or its last error, with how the attempts went.
 #[derive(Debug)]
-pub struct TargetOutcome<T = ChatResponse> {
+pub struct TargetOutcome<T = LlmResponse> {
     pub result: Result<T, AttemptError>,
     pub attempts: u32,
     pub stop: Stop,
@@ -104,7 +104,7 @@ pub struct TargetOutcome<T = ChatResponse> {
 /// retries, or the deadline is near.
 pub async fn call_target(
     target: &Target,
-    req: &ChatRequest,
+    req: &LlmRequest,
     policy: RetryConfig,
     deadline: Instant,
 ) -> TargetOutcome {

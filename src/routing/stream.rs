@@ -9,7 +9,7 @@ use super::failure::{self, Failure};
 use super::limits::Budget;
 use super::table::{self, assign_owned, Endpoint, OwnedInFlight, Route, Target};
 use super::{failed, may_try, metrics, pinned, retry, RouteError};
-use crate::provider::{ChatChunk, ChatRequest, ChatStream, ProviderError, Usage};
+use crate::provider::{ChatChunk, ChatStream, LlmRequest, ProviderError, Usage};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -84,8 +84,8 @@ impl Streaming {
     }
 
     fn note_usage(&mut self, chunk: &ChatChunk) {
-        if chunk.usage.is_some() {
-            self.usage = chunk.usage;
+        if let Some(usage) = chunk.usage() {
+            self.usage = Some(usage);
         }
     }
 
@@ -133,7 +133,7 @@ struct Opened {
 /// delivers a first chunk or the request is shown to be wrong.
 pub async fn serve(
     route: &Route,
-    mut req: ChatRequest,
+    mut req: LlmRequest,
     deadline: Instant,
     pin: Option<&str>,
 ) -> Result<Streaming, RouteError> {
@@ -141,11 +141,13 @@ pub async fn serve(
     let mut attempts = 0;
     for tier in &route.tiers {
         for target in pinned(table::order(tier, rand::random::<f64>), pin) {
-            if !may_try(route, target, deadline, &mut failures) {
+            if target.endpoint.upstream.refusal(&req).is_some()
+                || !may_try(route, target, deadline, &mut failures)
+            {
                 continue;
             }
             let in_flight = assign_owned(&target.endpoint);
-            req.model.clone_from(&target.model);
+            req.set_model(&target.model);
             let tally = Tally::default();
             let op = || attempt(target, &req, deadline, &tally);
             let outcome = retry::retry_target(target, route.retry, deadline, &tally, op).await;
@@ -179,7 +181,7 @@ pub async fn serve(
 /// chunk, all within the endpoint's timeout and the deadline.
 async fn attempt(
     target: &Target,
-    req: &ChatRequest,
+    req: &LlmRequest,
     deadline: Instant,
     tally: &Tally,
 ) -> Result<Opened, AttemptError> {
@@ -217,7 +219,7 @@ async fn attempt(
 /// Opens the stream and reads its first chunk within `timeout`.
 async fn first_chunk(
     endpoint: &Endpoint,
-    req: &ChatRequest,
+    req: &LlmRequest,
     timeout: Duration,
 ) -> Result<(ChatChunk, ChatStream), ProviderError> {
     let opening = async {

@@ -5,7 +5,7 @@ use super::circuit::Circuit;
 use super::limits::Limits;
 use super::metrics;
 use crate::config::{EndpointConfig, RetryConfig, RouteConfig, RouterConfig};
-use crate::provider::{ChatRequest, ChatResponse, ChatStream, Provider, ProviderError};
+use crate::provider::{ChatStream, LlmRequest, LlmResponse, Provider, ProviderError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,22 +19,32 @@ pub enum Upstream {
 }
 
 impl Upstream {
-    pub async fn chat(
+    /// One whole-answer call; see [`Provider::call`].
+    pub async fn call(
         &self,
-        req: &ChatRequest,
+        req: &LlmRequest,
         timeout: Duration,
-    ) -> Result<ChatResponse, ProviderError> {
+    ) -> Result<LlmResponse, ProviderError> {
         match self {
-            Upstream::Provider(p) => p.chat(req, timeout).await,
+            Upstream::Provider(p) => p.call(req, timeout).await,
             #[cfg(test)]
             Upstream::Fake(f) => f.chat(req, timeout).await,
+        }
+    }
+
+    /// Why this endpoint cannot honour `req`; see [`Provider::refusal`].
+    pub fn refusal(&self, req: &LlmRequest) -> Option<String> {
+        match self {
+            Upstream::Provider(p) => p.refusal(req),
+            #[cfg(test)]
+            Upstream::Fake(f) => f.refusal(req),
         }
     }
 
     /// Opens a streamed answer; see [`Provider::stream`].
     pub async fn stream(
         &self,
-        req: &ChatRequest,
+        req: &LlmRequest,
         timeout: Duration,
     ) -> Result<ChatStream, ProviderError> {
         match self {

@@ -281,7 +281,13 @@ async fn answer(shared: Arc<Shared>, route: Arc<str>, request: Request, request_
     let mode = Mode::of(&request.tags, &request.metadata);
     let mut in_router = Duration::ZERO;
     let streamed = wire::tag(&request.tags, stream::STREAM_TAG);
-    let outcome = match wire::decode(mode, &request.body) {
+    let decoded = wire::api(&request.tags).and_then(|api| {
+        if api == crate::provider::Api::Embeddings && streamed.is_some() {
+            return Err(wire::BodyError::EmbeddingsDoNotStream);
+        }
+        wire::decode(mode, api, &request.body)
+    });
+    let outcome = match decoded {
         Err(e) => Err(Failure::from(e)),
         Ok(chat) => {
             log_prompt(request_id, &route, &chat);
@@ -319,7 +325,7 @@ async fn route_one(
     route: &str,
     request: &Request,
     received: Instant,
-    chat: crate::provider::ChatRequest,
+    chat: crate::provider::LlmRequest,
 ) -> Result<crate::routing::Completion, Failure> {
     let pin = wire::tag(&request.tags, wire::PIN_MODEL_TAG);
     let deadline = deadline(received, request.timeout);
@@ -345,16 +351,26 @@ async fn route_one(
 }
 
 /// The request's messages at debug level, only with `--log-prompts` (nothing is built
-/// without it): a seed prompt as it came, a chat as `role: content` lines.
-fn log_prompt(request_id: &str, route: &str, chat: &crate::provider::ChatRequest) {
+/// without it): a seed prompt as it came, a chat as `role: content` lines, embeddings
+/// as their input.
+fn log_prompt(request_id: &str, route: &str, req: &crate::provider::LlmRequest) {
     if !crate::logging::prompts_enabled() {
         return;
     }
-    let text = match chat.messages.as_slice() {
-        [only] => only.content.clone(),
+    let content = |m: &serde_json::Value| match &m["content"] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let text = match req.messages() {
+        [] => req
+            .body()
+            .get("input")
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        [only] => content(only),
         messages => messages
             .iter()
-            .map(|m| format!("{}: {}", m.role, m.content))
+            .map(|m| format!("{}: {}", m["role"].as_str().unwrap_or(""), content(m)))
             .collect::<Vec<_>>()
             .join("\n"),
     };

@@ -13,7 +13,8 @@ use super::wire::Failure;
 use crate::kubemq::client::{Client, Error as ClientError, EventSubscription};
 use crate::kubemq::subscribe::SubscribeType;
 use crate::kubemq::{Event, Subscribe};
-use crate::provider::{ChatChunk, ChatRequest, ChatResponse, Usage};
+use crate::provider::assemble::Assembler;
+use crate::provider::{ChatChunk, LlmRequest};
 use crate::routing::{Completion, Router, Streaming};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -54,7 +55,7 @@ pub struct StreamRequest<'a> {
 }
 
 /// Streams the answer to `chat` and returns it whole, for the query's reply.
-pub async fn serve(req: StreamRequest<'_>, chat: ChatRequest) -> Result<Completion, Failure> {
+pub async fn serve(req: StreamRequest<'_>, chat: LlmRequest) -> Result<Completion, Failure> {
     let mut cancel = subscribe_cancel(req.client, req.channel).await;
     let mut publisher = Publisher::new(req.client, req.channel);
     let opened = tokio::select! {
@@ -80,7 +81,7 @@ async fn relay(
     publisher: &mut Publisher<'_>,
     cancel: &mut Option<EventSubscription>,
 ) -> Result<Completion, Failure> {
-    let mut answer = Answer::default();
+    let mut answer = Assembler::default();
     loop {
         let item = tokio::select! {
             biased;
@@ -93,7 +94,7 @@ async fn relay(
                 if publisher.seq == 1 {
                     metrics::first_chunk(req.route, req.received.elapsed());
                 }
-                answer.add(chunk);
+                answer.add(&chunk);
             }
             None => break,
             Some(Err(mid)) => return Err(Failure::MidStream(mid)),
@@ -137,42 +138,6 @@ async fn cancelled(cancel: &mut Option<EventSubscription>) {
     }
 }
 
-/// The whole answer, gathered from its chunks for the query's reply.
-#[derive(Default)]
-struct Answer {
-    id: String,
-    model: String,
-    content: String,
-    finish_reason: Option<String>,
-    usage: Usage,
-}
-
-impl Answer {
-    fn add(&mut self, chunk: ChatChunk) {
-        if self.id.is_empty() {
-            self.id = chunk.id;
-            self.model = chunk.model;
-        }
-        self.content.push_str(&chunk.delta);
-        if chunk.finish_reason.is_some() {
-            self.finish_reason = chunk.finish_reason;
-        }
-        if let Some(usage) = chunk.usage {
-            self.usage = usage;
-        }
-    }
-
-    fn finish(self) -> ChatResponse {
-        ChatResponse {
-            id: self.id,
-            model: self.model,
-            content: self.content,
-            finish_reason: self.finish_reason.unwrap_or_else(|| "stop".into()),
-            usage: self.usage,
-        }
-    }
-}
-
 /// Publishes one stream's events in order: each waits for the broker to take the last.
 struct Publisher<'a> {
     client: &'a Client,
@@ -196,7 +161,7 @@ impl<'a> Publisher<'a> {
     }
 
     async fn chunk(&mut self, chunk: &ChatChunk) -> Result<(), ClientError> {
-        let body = chunk_json(chunk, self.seq == 0, self.created);
+        let body = chunk_json(chunk, self.created);
         self.send(body.to_string().into_bytes(), None).await
     }
 
@@ -236,35 +201,19 @@ impl<'a> Publisher<'a> {
     }
 }
 
-/// A chunk as OpenAI streams it: the first names the role; a usage-only chunk has no
-/// choices.
-pub fn chunk_json(chunk: &ChatChunk, first: bool, created: i64) -> Value {
-    let mut delta = serde_json::Map::new();
-    if first {
-        delta.insert("role".into(), json!("assistant"));
-    }
-    if !chunk.delta.is_empty() || first {
-        delta.insert("content".into(), json!(chunk.delta));
-    }
-    let usage_only = chunk.delta.is_empty() && chunk.finish_reason.is_none() && !first;
-    let choices = if usage_only {
-        json!([])
-    } else {
-        json!([{"index": 0, "delta": delta, "finish_reason": chunk.finish_reason}])
-    };
-    let mut body = json!({
-        "id": chunk.id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": chunk.model,
-        "choices": choices,
-    });
-    if let Some(u) = chunk.usage {
-        body["usage"] = json!({
-            "prompt_tokens": u.prompt_tokens,
-            "completion_tokens": u.completion_tokens,
-            "total_tokens": u.prompt_tokens.saturating_add(u.completion_tokens),
-        });
+/// A chunk as the caller gets it: the provider's (OpenAI-format) chunk, with a
+/// `created` time when the provider gave none.
+pub fn chunk_json(chunk: &ChatChunk, created: i64) -> Value {
+    let mut body = chunk.body.clone();
+    if let Value::Object(map) = &mut body {
+        map.entry("object")
+            .or_insert_with(|| json!("chat.completion.chunk"));
+        match map.get("created") {
+            Some(c) if c.as_i64().is_some_and(|c| c > 0) => {}
+            _ => {
+                map.insert("created".into(), json!(created));
+            }
+        }
     }
     body
 }
@@ -273,54 +222,18 @@ pub fn chunk_json(chunk: &ChatChunk, first: bool, created: i64) -> Value {
 mod tests {
     use super::*;
 
-    fn chunk(delta: &str, finish: Option<&str>, usage: Option<Usage>) -> ChatChunk {
-        ChatChunk {
-            id: "c".into(),
-            model: "m".into(),
-            delta: delta.into(),
-            finish_reason: finish.map(str::to_owned),
-            usage,
-        }
-    }
-
     #[test]
-    fn chunks_look_like_openai_chunks() {
-        let first = chunk_json(&chunk("Hi", None, None), true, 7);
-        assert_eq!(first["object"], "chat.completion.chunk");
-        assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
-        assert_eq!(first["choices"][0]["delta"]["content"], "Hi");
-        assert!(first["choices"][0]["finish_reason"].is_null());
-        let last = chunk_json(&chunk("", Some("stop"), None), false, 7);
-        assert_eq!(last["choices"][0]["delta"], json!({}));
-        assert_eq!(last["choices"][0]["finish_reason"], "stop");
-        let usage = Usage {
-            prompt_tokens: 2,
-            completion_tokens: 3,
-        };
-        let only = chunk_json(&chunk("", None, Some(usage)), false, 7);
-        assert_eq!(only["choices"], json!([]));
-        assert_eq!(only["usage"]["total_tokens"], 5);
-    }
-
-    #[test]
-    fn answers_gather_their_chunks() {
-        let mut a = Answer::default();
-        a.add(chunk("Hel", None, None));
-        a.add(chunk("lo", Some("length"), None));
-        a.add(chunk(
-            "",
-            None,
-            Some(Usage {
-                prompt_tokens: 1,
-                completion_tokens: 2,
-            }),
-        ));
-        let r = a.finish();
-        assert_eq!(
-            (r.content.as_str(), r.finish_reason.as_str()),
-            ("Hello", "length")
-        );
-        assert_eq!(r.usage.completion_tokens, 2);
+    fn chunks_pass_as_the_provider_sent_them() {
+        let body = json!({"id": "c", "model": "m", "choices": [{"index": 0,
+            "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{"}}]}, "logprobs": null}],
+            "system_fingerprint": "fp"});
+        let out = chunk_json(&ChatChunk::new(body.clone()), 7);
+        assert_eq!(out["object"], "chat.completion.chunk");
+        assert_eq!(out["created"], 7);
+        assert_eq!(out["choices"], body["choices"]);
+        assert_eq!(out["system_fingerprint"], "fp");
+        let dated = chunk_json(&ChatChunk::new(json!({"created": 99, "choices": []})), 7);
+        assert_eq!(dated["created"], 99);
         assert_eq!(channel("abc"), "llm-router.stream.abc");
         assert_eq!(
             cancel_channel(&channel("abc")),

@@ -1,4 +1,4 @@
-//! The wire format on route channels: how a request body becomes a [`ChatRequest`] and
+//! The wire format on route channels: how a request body becomes a [`LlmRequest`] and
 //! how an outcome becomes a response body.
 //!
 //! - Seed mode (default, the article's): a plain UTF-8 prompt in; `{"response": text}` out,
@@ -7,7 +7,7 @@
 //!   OpenAI chat-completions request in; an OpenAI chat completion out, with an
 //!   `llm_router` extension field naming the endpoint and the attempts.
 
-use crate::provider::{ChatMessage, ChatRequest};
+use crate::provider::{Api, LlmRequest};
 use crate::routing::{Completion, MidStreamError, RouteError};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -18,6 +18,17 @@ pub const JSON_CONTENT_TYPE: &str = "application/json";
 pub const PIN_MODEL_TAG: &str = "llm-router-pin-model";
 /// Query tag: the caller's request id, for the logs.
 pub const REQUEST_ID_TAG: &str = "x-request-id";
+/// Query tag: which OpenAI API a JSON-mode body is for (`chat`, the default, or
+/// `embeddings`).
+pub const API_TAG: &str = "llm-router-api";
+
+/// The API a query's tags name; chat when they name none.
+pub fn api(tags: &HashMap<String, String>) -> Result<Api, BodyError> {
+    match tag(tags, API_TAG) {
+        None => Ok(Api::Chat),
+        Some(name) => Api::of_name(name).ok_or_else(|| BodyError::UnknownApi(name.to_owned())),
+    }
+}
 
 /// A tag's value, the name compared without regard to case; empty counts as absent.
 pub fn tag<'a>(tags: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
@@ -60,40 +71,34 @@ pub enum BodyError {
     NotUtf8,
     #[error("request body is empty: send a prompt")]
     Empty,
-    #[error("request body is not a valid OpenAI chat request: {0}")]
-    BadJson(String),
+    #[error("request body is not a valid OpenAI {api} request: {message}")]
+    BadJson { api: &'static str, message: String },
+    #[error("unknown API '{0}' in the llm-router-api tag: use chat or embeddings")]
+    UnknownApi(String),
+    #[error("embeddings cannot be sent as plain text: send an OpenAI embeddings request tagged content-type: application/json and llm-router-api: embeddings")]
+    EmbeddingsNeedJson,
+    #[error("embeddings do not stream: drop the stream tag")]
+    EmbeddingsDoNotStream,
 }
 
-/// Reads a request body in `mode`.
-pub fn decode(mode: Mode, body: &[u8]) -> Result<ChatRequest, BodyError> {
-    match mode {
-        Mode::Seed => decode_prompt(body),
-        Mode::Json => decode_chat(body),
+/// Reads a request body in `mode` for `api`.
+pub fn decode(mode: Mode, api: Api, body: &[u8]) -> Result<LlmRequest, BodyError> {
+    match (mode, api) {
+        (Mode::Seed, Api::Chat) => decode_prompt(body),
+        (Mode::Seed, Api::Embeddings) => Err(BodyError::EmbeddingsNeedJson),
+        (Mode::Json, api) => LlmRequest::from_slice(api, body).map_err(|e| BodyError::BadJson {
+            api: api.name(),
+            message: e.message,
+        }),
     }
 }
 
-fn decode_prompt(body: &[u8]) -> Result<ChatRequest, BodyError> {
+fn decode_prompt(body: &[u8]) -> Result<LlmRequest, BodyError> {
     let prompt = std::str::from_utf8(body).map_err(|_| BodyError::NotUtf8)?;
     if prompt.trim().is_empty() {
         return Err(BodyError::Empty);
     }
-    Ok(ChatRequest {
-        messages: vec![ChatMessage {
-            role: "user".to_owned(),
-            content: prompt.to_owned(),
-        }],
-        ..ChatRequest::default()
-    })
-}
-
-fn decode_chat(body: &[u8]) -> Result<ChatRequest, BodyError> {
-    // ChatRequest itself takes OpenAI's looser shapes (`stop` as one string or null).
-    let request: ChatRequest =
-        serde_json::from_slice(body).map_err(|e| BodyError::BadJson(e.to_string()))?;
-    if request.messages.is_empty() {
-        return Err(BodyError::BadJson("`messages` is empty".to_owned()));
-    }
-    Ok(request)
+    Ok(LlmRequest::prompt(prompt))
 }
 
 /// Why a request failed: its body, or the route.
@@ -158,28 +163,30 @@ pub fn encode(mode: Mode, outcome: &Result<Completion, Failure>, created: i64) -
 }
 
 /// The answer body of a completion in `mode`, as JSON (the batch path embeds it in an
-/// output line without a round trip through bytes).
+/// output line without a round trip through bytes): the seed's `{"response": text}`, or
+/// the provider's answer whole with the `llm_router` extension.
 pub fn success_body(mode: Mode, done: &Completion, created: i64) -> Value {
     let r = &done.response;
     match mode {
-        Mode::Seed => json!({ "response": r.content }),
-        Mode::Json => json!({
-            "id": r.id,
-            "object": "chat.completion",
-            "created": created,
-            "model": r.model,
-            "choices": [{
-                "index": 0,
-                "message": { "role": "assistant", "content": r.content },
-                "finish_reason": r.finish_reason,
-            }],
-            "usage": {
-                "prompt_tokens": r.usage.prompt_tokens,
-                "completion_tokens": r.usage.completion_tokens,
-                "total_tokens": r.usage.prompt_tokens + r.usage.completion_tokens,
-            },
-            "llm_router": { "endpoint": done.endpoint, "attempts": done.attempts },
-        }),
+        Mode::Seed => json!({ "response": r.text() }),
+        Mode::Json => {
+            let mut body = r.body.clone();
+            if let Value::Object(map) = &mut body {
+                if map.contains_key("choices")
+                    && !map
+                        .get("created")
+                        .and_then(Value::as_i64)
+                        .is_some_and(|c| c > 0)
+                {
+                    map.insert("created".into(), json!(created));
+                }
+                map.insert(
+                    "llm_router".into(),
+                    json!({ "endpoint": done.endpoint, "attempts": done.attempts }),
+                );
+            }
+            body
+        }
     }
 }
 
@@ -204,20 +211,17 @@ pub fn failure_json(failure: &Failure) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::{ChatResponse, Usage};
+    use crate::provider::LlmResponse;
 
     fn completion() -> Completion {
         Completion {
-            response: ChatResponse {
-                id: "c1".into(),
-                model: "m".into(),
-                content: "hi there".into(),
-                finish_reason: "stop".into(),
-                usage: Usage {
-                    prompt_tokens: 3,
-                    completion_tokens: 2,
-                },
-            },
+            response: LlmResponse::new(json!({
+                "id": "c1", "object": "chat.completion", "model": "m", "system_fingerprint": "fp",
+                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
+                    "message": {"role": "assistant", "content": "hi there", "refusal": null}}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5,
+                    "prompt_tokens_details": {"cached_tokens": 1}},
+            })),
             endpoint: "sim".into(),
             attempts: 1,
         }
@@ -242,21 +246,35 @@ mod tests {
     }
 
     #[test]
+    fn api_from_tags() {
+        let mut tags = HashMap::new();
+        assert_eq!(api(&tags), Ok(Api::Chat));
+        tags.insert(API_TAG.into(), "embeddings".into());
+        assert_eq!(api(&tags), Ok(Api::Embeddings));
+        tags.insert(API_TAG.into(), "images".into());
+        assert!(matches!(api(&tags), Err(BodyError::UnknownApi(_))));
+    }
+
+    #[test]
     fn seed_round_trip() {
-        let req = decode(Mode::Seed, "What is KubeMQ?".as_bytes());
-        assert_eq!(
-            req.map(|r| r.messages[0].content.clone()).ok().as_deref(),
-            Some("What is KubeMQ?")
-        );
+        let req = decode(Mode::Seed, Api::Chat, "What is KubeMQ?".as_bytes()).expect("prompt");
+        assert_eq!(req.messages()[0]["content"], "What is KubeMQ?");
         let reply = encode(Mode::Seed, &Ok(completion()), 0);
         assert!(reply.executed);
         assert_eq!(body(&reply), json!({"response": "hi there"}));
+        assert_eq!(
+            decode(Mode::Seed, Api::Embeddings, b"x"),
+            Err(BodyError::EmbeddingsNeedJson)
+        );
     }
 
     #[test]
     fn seed_bad_bodies() {
-        assert_eq!(decode(Mode::Seed, &[0xff, 0xfe]), Err(BodyError::NotUtf8));
-        assert_eq!(decode(Mode::Seed, b"  "), Err(BodyError::Empty));
+        assert_eq!(
+            decode(Mode::Seed, Api::Chat, &[0xff, 0xfe]),
+            Err(BodyError::NotUtf8)
+        );
+        assert_eq!(decode(Mode::Seed, Api::Chat, b"  "), Err(BodyError::Empty));
         let reply = encode(Mode::Seed, &Err(BodyError::NotUtf8.into()), 0);
         assert!(!reply.executed);
         assert!(reply.error.contains("UTF-8"));
@@ -264,32 +282,34 @@ mod tests {
     }
 
     #[test]
-    fn json_round_trip() {
+    fn json_answers_pass_whole_with_the_extension() {
         let req = decode(
             Mode::Json,
-            br#"{"model":"x","messages":[{"role":"user","content":"hi"}],"stop":"\n","stream":false}"#,
-        );
-        let req = req.unwrap_or_default();
-        assert_eq!(req.model, "x");
-        assert_eq!(req.stop, vec!["\n".to_owned()]);
+            Api::Chat,
+            br#"{"model":"x","messages":[{"role":"user","content":"hi"}],"stop":"\n","seed":7}"#,
+        )
+        .expect("valid");
+        assert_eq!(req.model(), "x");
+        assert_eq!(req.body()["seed"], 7);
         let reply = encode(Mode::Json, &Ok(completion()), 42);
         let b = body(&reply);
         assert_eq!(b["object"], "chat.completion");
         assert_eq!(b["created"], 42);
+        assert_eq!(b["system_fingerprint"], "fp");
         assert_eq!(b["choices"][0]["message"]["content"], "hi there");
-        assert_eq!(b["usage"]["total_tokens"], 5);
+        assert_eq!(b["usage"]["prompt_tokens_details"]["cached_tokens"], 1);
         assert_eq!(b["llm_router"]["endpoint"], "sim");
     }
 
     #[test]
     fn json_bad_bodies() {
         assert!(matches!(
-            decode(Mode::Json, b"{not json"),
-            Err(BodyError::BadJson(_))
+            decode(Mode::Json, Api::Chat, b"{not json"),
+            Err(BodyError::BadJson { .. })
         ));
         assert!(matches!(
-            decode(Mode::Json, br#"{"messages":[]}"#),
-            Err(BodyError::BadJson(_))
+            decode(Mode::Json, Api::Chat, br#"{"messages":[]}"#),
+            Err(BodyError::BadJson { .. })
         ));
         let failure = Failure::Route(RouteError::UnknownRoute("nope".into()));
         let reply = encode(Mode::Json, &Err(failure), 0);

@@ -7,7 +7,7 @@ use super::error::BatchApiError;
 use super::files::{self, FileId};
 use super::record::{self, BatchEvent, LineProblem};
 use super::{view, BatchApi};
-use crate::batch::format::{self, CHAT_URL};
+use crate::batch::format::{self, CHAT_URL, EMBEDDINGS_URL};
 use crate::batch::job::{self, JobRecord};
 use crate::batch::submit::{self, SubmitError, SubmitOptions};
 use crate::gateway::routes::RouteTable;
@@ -51,7 +51,7 @@ pub async fn create(api: &BatchApi, request: CreateBatch) -> Result<Value, Batch
     }
     let bytes = files::content(client, &file).await?;
     let checked = match String::from_utf8(bytes) {
-        Ok(text) => check_lines(&text, &api.table),
+        Ok(text) => check_lines(&text, &request.endpoint, &api.table),
         Err(_) => Err(vec![problem(
             None,
             "the file is not UTF-8 text: save it as UTF-8 JSONL".into(),
@@ -128,10 +128,10 @@ async fn queue(
 
 /// The fields OpenAI checks at create time (400s).
 fn check_request(request: &CreateBatch) -> Result<(), BatchApiError> {
-    if request.endpoint != CHAT_URL {
+    if request.endpoint != CHAT_URL && request.endpoint != EMBEDDINGS_URL {
         return Err(BatchApiError::bad_request(
             format!(
-                "endpoint '{}' is not supported: this gateway runs batches of {CHAT_URL}",
+                "endpoint '{}' is not supported: this gateway runs batches of {CHAT_URL} and {EMBEDDINGS_URL}",
                 request.endpoint
             ),
             Some("endpoint"),
@@ -161,7 +161,11 @@ fn problem(line: Option<usize>, message: String) -> LineProblem {
 /// Checks every line; on success gives the job's route (the first line's) and the text
 /// with each `route/model` replaced by its route, so the job format's per-line route
 /// override sends every line where its model says.
-pub fn check_lines(text: &str, table: &RouteTable) -> Result<(String, String), Vec<LineProblem>> {
+pub fn check_lines(
+    text: &str,
+    endpoint: &str,
+    table: &RouteTable,
+) -> Result<(String, String), Vec<LineProblem>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut problems = Vec::new();
     let mut first_route = None;
@@ -183,6 +187,15 @@ pub fn check_lines(text: &str, table: &RouteTable) -> Result<(String, String), V
     let route = first_route.unwrap_or_default();
     let is_route = |name: &str| table.routes().iter().any(|r| r.name == name);
     let parsed = format::parse(&text, &route, &is_route);
+    for line in parsed.lines.iter().filter(|l| l.api.path() != endpoint) {
+        problems.push(problem(
+            Some(line.line),
+            format!(
+                "url \"{}\" does not match the batch's endpoint \"{endpoint}\": one batch calls one endpoint",
+                line.api.path()
+            ),
+        ));
+    }
     for e in parsed.errors {
         let line = (e.line > 0).then_some(e.line);
         if !problems.iter().any(|p| p.line == line && line.is_some()) {
@@ -259,7 +272,7 @@ mod tests {
             line("b", Some("openai/gpt-4.1-mini")),
         ]
         .join("\n");
-        let (route, rewritten) = check_lines(&text, &table()).unwrap_or_default();
+        let (route, rewritten) = check_lines(&text, CHAT_URL, &table()).unwrap_or_default();
         assert_eq!(route, "claude");
         let is_route = |n: &str| n == "openai" || n == "claude";
         let parsed = format::parse(&rewritten, &route, &is_route);
@@ -277,7 +290,9 @@ mod tests {
             line("a", Some("openai")),
         ]
         .join("\n");
-        let problems = check_lines(&text, &table()).err().unwrap_or_default();
+        let problems = check_lines(&text, CHAT_URL, &table())
+            .err()
+            .unwrap_or_default();
         let lines: Vec<Option<usize>> = problems.iter().map(|p| p.line).collect();
         assert_eq!(lines, [Some(2), Some(3), Some(4), Some(5)], "{problems:?}");
         assert!(problems[0].message.contains("body.model is missing"));
@@ -294,7 +309,8 @@ mod tests {
             metadata: None,
         };
         assert!(check_request(&request(CHAT_URL, "24h")).is_ok());
-        let e = check_request(&request("/v1/embeddings", "24h")).err();
+        assert!(check_request(&request(EMBEDDINGS_URL, "24h")).is_ok());
+        let e = check_request(&request("/v1/completions", "24h")).err();
         assert!(matches!(
             e,
             Some(BatchApiError::BadRequest {

@@ -290,16 +290,11 @@ fn to_usize(n: u32) -> usize {
 
 /// Tokens a request may use, estimated before sending it: about 4 characters per token
 /// plus a few per message, and the completion's `max_tokens` if set (as OpenAI counts).
-pub fn estimate_tokens(req: &crate::provider::ChatRequest) -> u32 {
-    let chars: usize = req
-        .messages
-        .iter()
-        .map(|m| m.content.len() + m.role.len())
-        .sum();
-    let prompt = chars / 4 + 4 * req.messages.len();
+pub fn estimate_tokens(req: &crate::provider::LlmRequest) -> u32 {
+    let prompt = req.prompt_chars() / 4 + 4 * req.messages().len();
     u32::try_from(prompt)
         .unwrap_or(u32::MAX)
-        .saturating_add(req.max_tokens.unwrap_or(0))
+        .saturating_add(req.max_output_tokens().unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -466,14 +461,12 @@ mod tests {
 
     #[test]
     fn estimate_counts_prompt_and_max_tokens() {
-        let req = crate::provider::ChatRequest {
-            messages: vec![crate::provider::ChatMessage {
-                role: "user".into(),
-                content: "x".repeat(396),
-            }],
-            max_tokens: Some(50),
-            ..Default::default()
+        let body = serde_json::json!({"messages": [{"role": "user", "content": "x".repeat(396)}], "max_tokens": 50});
+        let serde_json::Value::Object(body) = body else {
+            unreachable!()
         };
+        let req =
+            crate::provider::LlmRequest::new(crate::provider::Api::Chat, body).expect("valid");
         assert_eq!(estimate_tokens(&req), 100 + 4 + 50);
     }
 }

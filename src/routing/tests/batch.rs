@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn line() -> ChatRequest {
+fn line() -> LlmRequest {
     prompt()
 }
 
@@ -37,7 +37,7 @@ async fn a_reserved_line_is_answered_with_the_targets_model_in_one_attempt() {
         .await
         .unwrap();
     assert_eq!((done.endpoint.as_str(), done.attempts), ("a", 1));
-    assert_eq!(done.response.model, "a-model");
+    assert_eq!(done.response.model(), "a-model");
     assert!(r
         .reserve("nope", &line(), Instant::now() + SEC)
         .await

@@ -5,7 +5,7 @@ use super::*;
 use crate::config::{
     CircuitBreakerConfig, EndpointConfig, LimitsConfig, RetryConfig, RouteConfig, TargetConfig,
 };
-use crate::provider::{ChatMessage, ProviderError, ProviderKind};
+use crate::provider::{ProviderError, ProviderKind};
 use std::time::Duration;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -64,6 +64,7 @@ fn router_with(
                 api_key: None,
                 timeout: 20 * SEC,
                 limits: e.limits,
+                drop_unsupported_params: false,
             })
             .collect(),
         routes: vec![RouteConfig {
@@ -87,14 +88,8 @@ fn router_with(
     Router::build(&config, upstream).unwrap()
 }
 
-fn prompt() -> ChatRequest {
-    ChatRequest {
-        messages: vec![ChatMessage {
-            role: "user".into(),
-            content: "hello".into(),
-        }],
-        ..Default::default()
-    }
+fn prompt() -> LlmRequest {
+    LlmRequest::prompt("hello")
 }
 
 async fn ask(router: &Router, within: Duration) -> Result<Completion, RouteError> {
@@ -121,7 +116,7 @@ async fn answers_from_the_first_priority_with_its_model() {
     );
     let done = ask(&r, 10 * SEC).await.unwrap();
     assert_eq!((done.endpoint.as_str(), done.attempts), ("a", 1));
-    assert_eq!(done.response.model, "a-model");
+    assert_eq!(done.response.model(), "a-model");
     assert_eq!(b.fake.calls(), 0);
     assert_eq!(
         r.routes(),
@@ -259,7 +254,7 @@ async fn fails_over_to_priority_two_on_503s() {
     );
     let done = ask(&r, 60 * SEC).await.unwrap();
     assert_eq!((done.endpoint.as_str(), done.attempts), ("b", 4));
-    assert_eq!(done.response.model, "b-model");
+    assert_eq!(done.response.model(), "b-model");
     assert_eq!(a.fake.calls(), 3);
 }
 
@@ -643,3 +638,51 @@ async fn every_provider_call_is_counted_by_endpoint_and_status() {
 }
 
 mod batch;
+
+fn with_n(n: u32) -> LlmRequest {
+    let body = serde_json::json!({"messages": [{"role": "user", "content": "hi"}], "n": n});
+    let serde_json::Value::Object(body) = body else {
+        unreachable!()
+    };
+    LlmRequest::new(crate::provider::Api::Chat, body).expect("valid")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_that_cannot_honour_a_parameter_is_passed_over() {
+    let a = ep("a", Step::Answer);
+    let b = ep("b", Step::Answer);
+    a.fake.refuse("n");
+    let r = router(
+        &[&a, &b],
+        vec![target("a", 1, 1), target("b", 2, 1)],
+        retry(3),
+    );
+    let deadline = Instant::now() + 10 * SEC;
+    let done = r.complete("r", with_n(2), deadline).await.unwrap();
+    assert_eq!(done.endpoint, "b", "priority 1 cannot honour n");
+    assert_eq!(a.fake.calls(), 0);
+    assert!(r.refusal("r", &with_n(2)).is_none());
+    let streamed = r.stream("r", with_n(2), deadline, None).await.unwrap();
+    assert_eq!(streamed.endpoint(), "b");
+    // A request a can take goes to it as before.
+    let done = r.complete("r", prompt(), deadline).await.unwrap();
+    assert_eq!(done.endpoint, "a");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_no_target_can_honour_is_refused_naming_why() {
+    let a = ep("a", Step::Answer);
+    a.fake.refuse("n");
+    let r = router(&[&a], vec![target("a", 1, 1)], retry(3));
+    let deadline = Instant::now() + 10 * SEC;
+    let err = r.complete("r", with_n(2), deadline).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, RouteError::BadRequest { .. }), "{text}");
+    assert!(
+        text.contains("endpoint 'a'") && text.contains("`n`"),
+        "{text}"
+    );
+    assert_eq!(a.fake.calls(), 0);
+    assert!(r.refusal("r", &with_n(2)).is_some());
+    assert!(r.stream("r", with_n(2), deadline, None).await.is_err());
+}

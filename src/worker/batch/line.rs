@@ -95,7 +95,7 @@ async fn fate(cx: &Context<'_>, m: &QueueMessage, line: &Line<'_>) -> (Settle, O
     if (cx.cancelled)(line.job) {
         return cancelled(cx, m, line).await;
     }
-    let request = match wire::decode(Mode::Json, &m.body) {
+    let request = match wire::api(&m.tags).and_then(|api| wire::decode(Mode::Json, api, &m.body)) {
         Ok(r) => r,
         Err(e) => {
             let out = OutputLine::http_error(
@@ -107,6 +107,19 @@ async fn fate(cx: &Context<'_>, m: &QueueMessage, line: &Line<'_>) -> (Settle, O
             return (stored(cx, output(m, line, &out)).await, Outcome::Failed);
         }
     };
+    if let Some(refused) = cx.router.refusal(cx.route, &request) {
+        let out = OutputLine::http_error(
+            line.custom_id,
+            &m.message_id,
+            400,
+            error_body(
+                &refused.to_string(),
+                "invalid_request_error",
+                "unsupported_parameter",
+            ),
+        );
+        return (stored(cx, output(m, line, &out)).await, Outcome::Failed);
+    }
     let deadline = Instant::now() + cx.reserve_wait;
     let Some(reservation) = cx.router.reserve(cx.route, &request, deadline).await else {
         return (Settle::Requeue, Outcome::Requeued);
