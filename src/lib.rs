@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod kubemq;
 pub mod logging;
 pub mod metrics;
+pub mod protocol;
 pub mod provider;
 pub mod routing;
 pub mod secret;

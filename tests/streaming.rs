@@ -250,8 +250,11 @@ async fn anthropic_streams_come_out_as_openai_chunks() {
             .is_some_and(|id| id.starts_with("msg_sim_")),
         "{first}"
     );
+    // As OpenAI streams it: the finish reason, then a usage chunk with no choices.
+    let finish = chunks[chunks.len() - 2].json();
+    assert_eq!(finish["choices"][0]["finish_reason"], "stop", "{finish}");
     let last = chunks[chunks.len() - 1].json();
-    assert_eq!(last["choices"][0]["finish_reason"], "stop", "{last}");
+    assert_eq!(last["choices"], serde_json::json!([]), "{last}");
     assert_eq!(last["usage"]["completion_tokens"], 8, "{last}");
     assert!(
         last["usage"]["prompt_tokens"]

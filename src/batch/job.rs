@@ -9,37 +9,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
-/// The events-store channel holding every job's history.
-pub const JOBS_CHANNEL: &str = "llm-router.batch.jobs";
-
-/// Tags on a line message (and copied onto its result).
-pub mod tag {
-    pub const JOB: &str = "job";
-    pub const CUSTOM_ID: &str = "custom-id";
-    pub const LINE: &str = "line";
-    /// Provider attempts that failed before this copy of the line was sent.
-    pub const ATTEMPTS: &str = "attempts";
-    pub const MAX_ATTEMPTS: &str = "max-attempts";
-    /// On results: `ok`, `error` or `cancelled`.
-    pub const OUTCOME: &str = "outcome";
-    /// On dead-lettered lines: why the last attempt failed.
-    pub const ERROR: &str = "error";
-}
-
-/// The queue a route's batch lines wait in; workers pull from it with spare capacity.
-pub fn line_queue(route: &str) -> String {
-    format!("llm-router.batch.{route}")
-}
-
-/// The queue a job's results wait in until collected.
-pub fn results_queue(job: &str) -> String {
-    format!("llm-router.batch.{job}.results")
-}
-
-/// Where a job's lines go after their last allowed attempt.
-pub fn dead_letter_queue(job: &str) -> String {
-    format!("llm-router.batch.{job}.dlq")
-}
+pub use crate::protocol::batch::{dead_letter_queue, line_queue, results_queue, tag, JOBS_CHANNEL};
 
 /// A fresh job id, in OpenAI's style.
 pub fn new_job_id() -> String {

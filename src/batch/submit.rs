@@ -121,12 +121,12 @@ fn message(job: &str, line: &JobLine, max_attempts: u32) -> QueueMessage {
         (tag::LINE.to_owned(), line.line.to_string()),
         (tag::MAX_ATTEMPTS.to_owned(), max_attempts.to_string()),
         (
-            crate::worker::wire::API_TAG.to_owned(),
+            crate::protocol::tags::API_TAG.to_owned(),
             line.api.name().to_owned(),
         ),
         (
             "content-type".to_owned(),
-            crate::worker::wire::JSON_CONTENT_TYPE.to_owned(),
+            crate::protocol::tags::JSON_CONTENT_TYPE.to_owned(),
         ),
     ]);
     QueueMessage {

@@ -10,8 +10,9 @@ use super::request_id::RequestId;
 use super::routes::Resolved;
 use super::stream::{self, StreamCall};
 use crate::kubemq::{request::RequestType, Request};
+use crate::protocol::tags::{API_TAG, JSON_CONTENT_TYPE, PIN_MODEL_TAG};
+use crate::protocol::FailureCode;
 use crate::provider::{Api, LlmRequest};
-use crate::worker::wire::{API_TAG, JSON_CONTENT_TYPE};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -22,9 +23,6 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The query tag naming a pinned model (`route/model`).
-pub use crate::worker::wire::PIN_MODEL_TAG;
 
 /// Headers that may shorten the query's timeout, in seconds: ours, and the read timeout
 /// the OpenAI Python SDK sends with every request.
@@ -232,19 +230,18 @@ pub(super) fn failure_of(answer: &crate::kubemq::Response) -> ApiError {
         _ if !answer.error.is_empty() => answer.error.clone(),
         _ => "the worker gave no reason".to_owned(),
     };
-    match error["code"].as_str() {
-        Some("bad_request") => bad_request(message, None),
-        Some("unknown_route" | "unknown_model") => ApiError::WorkerUnknownRoute(message),
-        Some("rate_limited") => ApiError::RouteRateLimited(message),
-        Some("upstream_failed") if timed_out(&message) => ApiError::UpstreamTimedOut(message),
-        Some("upstream_failed" | "mid_stream_error") => ApiError::UpstreamFailed(message),
+    match error["code"].as_str().and_then(FailureCode::parse) {
+        Some(FailureCode::BadRequest) => bad_request(message, None),
+        Some(FailureCode::UnknownRoute | FailureCode::UnknownModel) => {
+            ApiError::WorkerUnknownRoute(message)
+        }
+        Some(FailureCode::RateLimited) => ApiError::RouteRateLimited(message),
+        Some(FailureCode::UpstreamTimeout) => ApiError::UpstreamTimedOut(message),
+        Some(FailureCode::UpstreamFailed | FailureCode::MidStreamError) => {
+            ApiError::UpstreamFailed(message)
+        }
         _ => ApiError::BadWorkerReply(message),
     }
-}
-
-fn timed_out(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("timed out") || m.contains("deadline reached")
 }
 
 #[cfg(test)]
@@ -276,10 +273,14 @@ mod tests {
         );
         assert_eq!(
             status(
-                "upstream_failed",
+                "upstream_timeout",
                 "all targets failed: sim timed out after 2s"
             ),
             504
+        );
+        assert_eq!(
+            status("upstream_failed", "a text saying timed out is not a code"),
+            502
         );
         assert_eq!(status("something_new", "?"), 502);
         let e = worker_error("upstream_failed", "all targets failed: sim HTTP 500");

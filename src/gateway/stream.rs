@@ -1,6 +1,6 @@
 //! `stream: true`: the chat request goes out as the usual JSON-mode query, tagged with an
 //! events channel that this gateway subscribed to first; the worker publishes the chunks
-//! there (see [`crate::worker::stream`]) and this module relays them as server-sent events
+//! there (see [`crate::protocol::stream`]) and this module relays them as server-sent events
 //! (`data: {chunk}` … `data: [DONE]`).
 //!
 //! The HTTP status waits for the first event: a failure before any chunk is an ordinary
@@ -15,8 +15,8 @@ use super::metrics::stream_first_chunk;
 use super::stream_hub::{Inbox, StreamHub};
 use crate::kubemq::client::Client;
 use crate::kubemq::{Event, EventReceive, Request, Response as Answer};
-use crate::worker::stream::{self as protocol, END_DONE, END_TAG, SEQ_TAG};
-use crate::worker::wire::tag;
+use crate::protocol::stream::{self as protocol, END_DONE, END_TAG, SEQ_TAG};
+use crate::protocol::tags::tag;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

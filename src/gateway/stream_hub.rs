@@ -12,7 +12,7 @@ use super::error::ApiError;
 use crate::kubemq::client::{Client, Event as Lifecycle};
 use crate::kubemq::subscribe::SubscribeType;
 use crate::kubemq::{Event, EventReceive, Subscribe};
-use crate::worker::stream::CHANNEL_PREFIX;
+use crate::protocol::stream::CHANNEL_PREFIX;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use std::collections::HashMap;

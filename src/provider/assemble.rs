@@ -159,7 +159,7 @@ fn merge_call(call: &mut Map<String, Value>, delta: &Value) {
         .entry("function")
         .or_insert_with(|| json!({"name": "", "arguments": ""}));
     if let Some(name) = f.get("name").and_then(Value::as_str) {
-        if function["name"].as_str().is_none_or(str::is_empty) {
+        if function["name"].as_str().map_or(true, str::is_empty) {
             function["name"] = json!(name);
         }
     }

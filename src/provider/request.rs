@@ -428,15 +428,15 @@ impl ChatChunk {
     pub fn is_empty(&self) -> bool {
         self.usage().is_none()
             && self.choices().iter().all(|c| {
-                c.get("finish_reason").is_none_or(Value::is_null)
-                    && c.get("delta").is_none_or(|d| {
-                        d.as_object().is_none_or(|d| {
+                c.get("finish_reason").map_or(true, Value::is_null)
+                    && c.get("delta").map_or(true, |d| {
+                        d.as_object().map_or(true, |d| {
                             d.iter().all(|(k, v)| {
                                 v.is_null() || (k == "content" && v.as_str() == Some(""))
                             })
                         })
                     })
-                    && c.get("logprobs").is_none_or(Value::is_null)
+                    && c.get("logprobs").map_or(true, Value::is_null)
             })
     }
 }

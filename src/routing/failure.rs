@@ -53,6 +53,20 @@ impl Failure {
         Self::new(target, AttemptError::Deadline, 0, Stop::Deadline, None)
     }
 
+    /// The attempts ended by running out of time: a provider timeout, or the deadline.
+    fn timed_out(&self) -> bool {
+        matches!(self.stop, Stop::Deadline)
+            || matches!(self.error, AttemptError::Deadline)
+            || matches!(
+                &self.error,
+                AttemptError::Provider {
+                    error: ProviderError::Timeout(_),
+                    ..
+                }
+            )
+            || matches!(self.last, Some(ProviderError::Timeout(_)))
+    }
+
     /// No call was made only because no budget was free in time.
     fn only_budget(&self) -> bool {
         matches!(self.error, AttemptError::NoBudget(_)) && self.attempts == 0
@@ -167,6 +181,7 @@ pub fn give_up(route: &str, failures: &[Failure]) -> RouteError {
     RouteError::AllFailed {
         route: route.to_owned(),
         summary: summary.join("; "),
+        timed_out: failures.iter().any(Failure::timed_out),
     }
 }
 

@@ -76,7 +76,12 @@ pub enum RouteError {
     #[error("route '{route}': every target is rate-limited and the deadline cannot wait")]
     RateLimited { route: String },
     #[error("route '{route}': all targets failed: {summary}")]
-    AllFailed { route: String, summary: String },
+    AllFailed {
+        route: String,
+        summary: String,
+        /// At least one target ran out of time (its own timeout or the deadline).
+        timed_out: bool,
+    },
 }
 
 /// The route table with its endpoints' clients and state. Shared by every request of a

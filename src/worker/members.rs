@@ -10,10 +10,10 @@
 use crate::kubemq::client::{Client, Error as ClientError};
 use crate::kubemq::subscribe::SubscribeType;
 use crate::kubemq::{Event, EventReceive, Subscribe};
-use crate::routing::{EndpointStatus, Router};
+use crate::routing::Router;
 use futures::StreamExt;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
@@ -22,40 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-/// The events channel every router process announces itself on.
-pub const MEMBERS_CHANNEL: &str = "llm-router.members";
-
-/// How often members announce themselves and how long one counts after it was last heard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MembershipOptions {
-    pub heartbeat: Duration,
-    /// Over three heartbeats, so that one late or lost heartbeat does not change the
-    /// count (every change restarts the rate budgets drained).
-    pub expiry: Duration,
-}
-
-impl Default for MembershipOptions {
-    fn default() -> Self {
-        Self {
-            heartbeat: Duration::from_secs(1),
-            expiry: Duration::from_millis(3500),
-        }
-    }
-}
-
-/// A heartbeat's body. Fields are only ever added, with defaults, so members of
-/// different versions read each other's heartbeats.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Heartbeat {
-    pub id: String,
-    /// Sender's clock, Unix ms; for people reading the channel. Expiry uses the time a
-    /// heartbeat arrived, so clock skew between hosts does not matter.
-    pub ts: u64,
-    /// The sender's endpoints (circuit, in flight, recent latency, headroom), for the
-    /// gateway's status page; a few dozen bytes each.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub endpoints: Vec<EndpointStatus>,
-}
+pub use crate::protocol::members::{Heartbeat, MembershipOptions, MEMBERS_CHANNEL};
 
 /// This process's membership; announcing and listening run until the last clone drops.
 #[derive(Clone)]
@@ -282,6 +249,8 @@ impl Listener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::EndpointStatus;
+    use serde::Deserialize;
 
     #[test]
     fn heartbeats_of_old_and_new_members_read_each_other() {

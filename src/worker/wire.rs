@@ -12,29 +12,12 @@ use crate::routing::{Completion, MidStreamError, RouteError};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-/// The content type that selects JSON mode.
-pub const JSON_CONTENT_TYPE: &str = "application/json";
-/// Query tag: only the route's targets with this model may answer (`route/model`).
-pub const PIN_MODEL_TAG: &str = "llm-router-pin-model";
-/// Query tag: the caller's request id, for the logs.
-pub const REQUEST_ID_TAG: &str = "x-request-id";
-/// Query tag: which OpenAI API a JSON-mode body is for (`chat`, the default, or
-/// `embeddings`).
-pub const API_TAG: &str = "llm-router-api";
+pub use crate::protocol::tags::{tag, API_TAG, JSON_CONTENT_TYPE, PIN_MODEL_TAG, REQUEST_ID_TAG};
+use crate::protocol::FailureCode;
 
 /// The API a query's tags name; chat when they name none.
 pub fn api(tags: &HashMap<String, String>) -> Result<Api, BodyError> {
-    match tag(tags, API_TAG) {
-        None => Ok(Api::Chat),
-        Some(name) => Api::of_name(name).ok_or_else(|| BodyError::UnknownApi(name.to_owned())),
-    }
-}
-
-/// A tag's value, the name compared without regard to case; empty counts as absent.
-pub fn tag<'a>(tags: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
-    tags.iter()
-        .find(|(k, v)| k.eq_ignore_ascii_case(name) && !v.is_empty())
-        .map(|(_, v)| v.as_str())
+    crate::protocol::tags::api(tags).map_err(BodyError::UnknownApi)
 }
 
 /// How a request's body is to be read and its answer written.
@@ -120,16 +103,23 @@ pub enum Failure {
 impl Failure {
     /// A stable, payload-free code for JSON error bodies and metric labels.
     pub fn code(&self) -> &'static str {
+        self.failure_code().as_str()
+    }
+
+    pub fn failure_code(&self) -> FailureCode {
         match self {
-            Failure::Body(_) => "bad_request",
-            Failure::Route(RouteError::UnknownRoute(_)) => "unknown_route",
-            Failure::Route(RouteError::UnknownModel { .. }) => "unknown_model",
-            Failure::Route(RouteError::BadRequest { .. }) => "bad_request",
-            Failure::Route(RouteError::RateLimited { .. }) => "rate_limited",
-            Failure::Route(RouteError::AllFailed { .. }) => "upstream_failed",
-            Failure::MidStream(_) => "mid_stream_error",
-            Failure::Cancelled => "cancelled",
-            Failure::Publish(_) => "stream_failed",
+            Failure::Body(_) => FailureCode::BadRequest,
+            Failure::Route(RouteError::UnknownRoute(_)) => FailureCode::UnknownRoute,
+            Failure::Route(RouteError::UnknownModel { .. }) => FailureCode::UnknownModel,
+            Failure::Route(RouteError::BadRequest { .. }) => FailureCode::BadRequest,
+            Failure::Route(RouteError::RateLimited { .. }) => FailureCode::RateLimited,
+            Failure::Route(RouteError::AllFailed {
+                timed_out: true, ..
+            }) => FailureCode::UpstreamTimeout,
+            Failure::Route(RouteError::AllFailed { .. }) => FailureCode::UpstreamFailed,
+            Failure::MidStream(_) => FailureCode::MidStreamError,
+            Failure::Cancelled => FailureCode::Cancelled,
+            Failure::Publish(_) => FailureCode::StreamFailed,
         }
     }
 

@@ -15,14 +15,14 @@ pub mod jobs;
 pub mod view;
 pub mod workers;
 
-use crate::batch::job::JOBS_CHANNEL;
 use crate::config::RouterConfig;
 use crate::kubemq::client::{Client, ClientOptions, Error as ClientError};
 use crate::kubemq::queues::QueueClient;
 use crate::kubemq::subscribe::{EventsStoreType, SubscribeType};
 use crate::kubemq::Subscribe;
+use crate::protocol::batch::JOBS_CHANNEL;
+use crate::protocol::members::MEMBERS_CHANNEL;
 use crate::provider::ProviderKind;
-use crate::worker::members::MEMBERS_CHANNEL;
 use jobs::JobBoard;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -2,7 +2,7 @@
 //! latest heartbeat of each, with when it arrived.
 
 use crate::kubemq::client::EventSubscription;
-use crate::worker::members::{Heartbeat, MembershipOptions};
+use crate::protocol::members::{Heartbeat, MembershipOptions};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use std::collections::HashMap;

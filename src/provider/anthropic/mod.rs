@@ -96,8 +96,8 @@ impl Anthropic {
         let (body, context) = self.translate(req, false)?;
         let bytes = http::execute(self.post(&body)?, timeout, key).await?;
         let answer: Value = http::decode(&bytes, key)?;
-        let openai =
-            translate::response_from_anthropic(&answer, &context).map_err(ProviderError::Decode)?;
+        let openai = translate::response_from_anthropic(&answer, &context)
+            .map_err(|e| reply_error(&e, key))?;
         Ok(LlmResponse::new(openai))
     }
 
@@ -167,7 +167,7 @@ impl EventStream {
             }
             match self.translator.event(&data) {
                 Ok(chunks) => self.pending.extend(chunks),
-                Err(e) => return self.fail(stream_error(&e, self.key.as_ref())),
+                Err(e) => return self.fail(reply_error(&e, self.key.as_ref())),
             }
         }
     }
@@ -179,20 +179,25 @@ impl EventStream {
     }
 }
 
-/// An `error` event as the status Anthropic would have answered with.
-fn stream_error(error: &translate::StreamError, key: Option<&Secret>) -> ProviderError {
-    let status = match error.kind.as_str() {
+/// An Anthropic `error` (event or body) as the status Anthropic would have answered
+/// with; a reply that cannot be read is a decode error.
+fn reply_error(error: &translate::ReplyError, key: Option<&Secret>) -> ProviderError {
+    let (kind, message) = match error {
+        translate::ReplyError::Upstream { kind, message } => (kind, message),
+        translate::ReplyError::Malformed(why) => return ProviderError::Decode(why.clone()),
+    };
+    let status = match kind.as_str() {
         "overloaded_error" => 529,
         "rate_limit_error" => 429,
         "invalid_request_error" => 400,
         _ => 500,
     };
-    let message = http::clean(&error.message, key);
+    let message = http::clean(message, key);
     ProviderError::Status {
         status,
         retry_after: None,
         message: if message.is_empty() {
-            format!("the stream sent an error event ({})", error.kind)
+            format!("the stream sent an error event ({kind})")
         } else {
             message
         },
