@@ -248,7 +248,8 @@ async fn a_file_with_bad_lines_is_refused_naming_every_one_and_nothing_is_queued
     lines[1] = "{not json".to_owned();
     lines[3] = r#"{"custom_id":"req-3","method":"GET","url":"/v1/chat/completions","body":{"messages":[{"role":"user","content":"x"}]}}"#.to_owned();
     lines.push(
-        r#"{"custom_id":"req-0","method":"POST","url":"/v1/embeddings","body":{}}"#.to_owned(),
+        r#"{"custom_id":"req-0","method":"POST","url":"/v1/images/generations","body":{}}"#
+            .to_owned(),
     );
     let err = s.submit(&lines.join("\n"), 3).await.expect_err("refused");
     let text = err.to_string();
@@ -257,7 +258,7 @@ async fn a_file_with_bad_lines_is_refused_naming_every_one_and_nothing_is_queued
         "line 4",
         "line 6",
         "method",
-        "/v1/embeddings",
+        "/v1/images/generations",
         "duplicate",
     ] {
         assert!(

@@ -374,7 +374,7 @@ async fn refusals_are_openai_shaped() {
     );
 
     let file = a.upload(&input(3)).await;
-    for (field, value) in [("endpoint", "/v1/embeddings"), ("completion_window", "1h")] {
+    for (field, value) in [("endpoint", "/v1/completions"), ("completion_window", "1h")] {
         let mut request = json!({"input_file_id": file, "endpoint": "/v1/chat/completions",
             "completion_window": "24h"});
         request[field] = json!(value);
