@@ -39,10 +39,16 @@ async fn openai_format_echoes_the_prompt() {
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["choices"][0]["message"]["content"], "sim: hello there");
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
-    assert_eq!(
-        v["usage"],
-        json!({"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5})
-    );
+    let usage = &v["usage"];
+    let counts = [
+        &usage["prompt_tokens"],
+        &usage["completion_tokens"],
+        &usage["total_tokens"],
+    ];
+    assert_eq!(counts, [2, 3, 5]);
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 0);
+    assert_eq!(usage["completion_tokens_details"]["reasoning_tokens"], 0);
+    assert!(v["system_fingerprint"].is_string());
     stop(s).await;
 }
 
@@ -54,7 +60,11 @@ async fn anthropic_format_echoes_and_is_strict() {
     let v: Value = post(&s, "/v1/messages", body).await.json().await.unwrap();
     assert_eq!(v["content"], json!([{"type": "text", "text": "sim: a"}]));
     assert_eq!(v["stop_reason"], "max_tokens");
-    assert_eq!(v["usage"], json!({"input_tokens": 5, "output_tokens": 2}));
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": 5, "output_tokens": 2,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0})
+    );
     let no_max = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
     assert_eq!(post(&s, "/v1/messages", no_max).await.status(), 400);
     let system_turn = json!({"model": "m", "max_tokens": 9,

@@ -1,21 +1,7 @@
-//! The sim's answer, format-neutral: an echo of the prompt, cut by `max_tokens` or a stop
-//! sequence, with tokens counted as whitespace-separated words.
+//! The sim's plain answer, format-neutral: an echo of the prompt, cut by `max_tokens` or
+//! a stop sequence, with tokens counted as whitespace-separated words.
 
-/// A parsed chat request, whichever format it came in.
-#[derive(Debug, Default)]
-pub(super) struct Prompt {
-    pub model: String,
-    /// Every text of the request (system included), for the prompt token count.
-    pub texts: Vec<String>,
-    /// The last user message, which the answer echoes.
-    pub last_user: String,
-    pub max_tokens: Option<u32>,
-    pub stop: Vec<String>,
-    /// `stream: true`: answer as server-sent events.
-    pub stream: bool,
-    /// OpenAI's `stream_options.include_usage`: a last chunk with the usage.
-    pub include_usage: bool,
-}
+use super::prompt::Prompt;
 
 /// Why the answer ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,14 +12,8 @@ pub(super) enum Finish {
     Length,
     /// Cut before this stop sequence.
     StopSequence(String),
-}
-
-#[derive(Debug)]
-pub(super) struct Completion {
-    pub text: String,
-    pub finish: Finish,
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
+    /// Ended with tool calls, which the client is to run.
+    ToolUse,
 }
 
 /// How much of the last user message the answer quotes.
@@ -42,18 +22,20 @@ const ECHO_CHARS: usize = 50;
 /// The model named in answers when the request named none.
 pub(super) const DEFAULT_MODEL: &str = "sim";
 
-pub(super) fn complete(prompt: &Prompt) -> Completion {
+/// `sim: ` and the start of the last user message.
+pub(super) fn echo(prompt: &Prompt) -> String {
     let quoted: String = prompt.last_user.chars().take(ECHO_CHARS).collect();
-    let full = format!("sim: {quoted}");
-    let (text, finish) = cut_at_stop(&full, &prompt.stop);
-    let (text, finish) = cut_at_length(text, finish, prompt.max_tokens);
-    let prompt_tokens = prompt.texts.iter().map(|t| count_tokens(t)).sum();
-    Completion {
-        completion_tokens: count_tokens(&text),
-        text,
-        finish,
-        prompt_tokens,
-    }
+    format!("sim: {quoted}")
+}
+
+/// `full` cut at the first stop sequence, then at `max_tokens`.
+pub(super) fn cut(full: &str, prompt: &Prompt) -> (String, Finish) {
+    let (text, finish) = cut_at_stop(full, &prompt.stop);
+    cut_at_length(text, finish, prompt.max_tokens)
+}
+
+pub(super) fn prompt_tokens(prompt: &Prompt) -> u32 {
+    prompt.texts.iter().map(|t| count_tokens(t)).sum()
 }
 
 /// The answer's text in stream pieces: one word each, with the space after it, so that
@@ -104,16 +86,21 @@ mod tests {
         }
     }
 
+    fn complete(p: &Prompt) -> (String, Finish) {
+        cut(&echo(p), p)
+    }
+
     #[test]
     fn echoes_and_counts() {
-        let c = complete(&prompt("hello there world"));
+        let p = prompt("hello there world");
+        let (text, finish) = complete(&p);
         assert_eq!(
-            (c.text.as_str(), c.finish),
+            (text.as_str(), finish),
             ("sim: hello there world", Finish::End)
         );
-        assert_eq!((c.prompt_tokens, c.completion_tokens), (5, 4));
+        assert_eq!((prompt_tokens(&p), count_tokens(&text)), (5, 4));
         let long = "x".repeat(80);
-        assert_eq!(complete(&prompt(&long)).text.len(), 5 + ECHO_CHARS);
+        assert_eq!(complete(&prompt(&long)).0.len(), 5 + ECHO_CHARS);
     }
 
     #[test]
@@ -126,12 +113,12 @@ mod tests {
     fn cuts_at_stop_then_length() {
         let mut p = prompt("one two STOP three");
         p.stop = vec!["three".into(), "STOP".into()];
-        let c = complete(&p);
-        assert_eq!(c.text, "sim: one two ");
-        assert_eq!(c.finish, Finish::StopSequence("STOP".into()));
+        let (text, finish) = complete(&p);
+        assert_eq!(text, "sim: one two ");
+        assert_eq!(finish, Finish::StopSequence("STOP".into()));
         p.max_tokens = Some(2);
-        let c = complete(&p);
-        assert_eq!((c.text.as_str(), c.finish), ("sim: one", Finish::Length));
-        assert_eq!(c.completion_tokens, 2);
+        let (text, finish) = complete(&p);
+        assert_eq!((text.as_str(), finish), ("sim: one", Finish::Length));
+        assert_eq!(count_tokens(&text), 2);
     }
 }

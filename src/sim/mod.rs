@@ -1,30 +1,61 @@
 //! The simulated provider: an HTTP server speaking OpenAI's and Anthropic's wire formats
 //! with injectable latency, errors, 429s, hangs, resets and a requests-per-minute limit.
 //!
-//! Routes: `POST /v1/chat/completions` (OpenAI), `POST /v1/messages` (Anthropic),
-//! `GET /health`, `GET /stats` (the [`SimStats`] counters as JSON).
+//! Routes: `POST /v1/chat/completions` (OpenAI), `POST /v1/embeddings` (OpenAI),
+//! `POST /v1/messages` (Anthropic), `GET /health`, `GET /stats` (the [`SimStats`]
+//! counters as JSON), and the test hook `GET /sim/last-request` (`{"path", "body"}` of
+//! the last request on a `/v1/` path, body verbatim; 404 `{"path":null,"body":null}`
+//! before any).
+//!
+//! Each API request goes through: API key check (401) → requests-per-minute limit (429)
+//! → body parsing and validation (400, in the route's error shape) → one seeded draw
+//! deciding reset / hang / 429 / injected error / success → latency → answer. Unknown
+//! request fields are always accepted.
+//!
+//! Answers are deterministic functions of the request:
+//! - plain chat echoes the prompt: `sim: <first 50 chars of the last user message>`, cut
+//!   by `max_tokens`/stop sequences, tokens counted as whitespace-separated words;
+//! - with tools, the sim calls them (rule in `tools`): arguments valid for the tool's
+//!   JSON schema (`schema`), ids `call_…`/`toolu_…` hashed from the conversation;
+//! - after tool results it answers `Based on NAME: CONTENT`;
+//! - `response_format` json_schema / json_object gives a JSON document valid for it;
+//! - OpenAI `n` (1..=8) gives n choices, choice `i > 0` suffixed ` (i+1)`; `logprobs`
+//!   adds per-token logprobs;
+//! - embeddings are unit vectors seeded by a hash of each input, 256 dimensions unless
+//!   `dimensions` (1..=3072) says otherwise, as floats or base64 little-endian `f32`s.
 //!
 //! With `stream: true` the answer comes as server-sent events in the request's format,
-//! one word per chunk, `chunk_delay_ms` apart, possibly cut by a mid-stream error.
+//! one word (or a third of a tool call's arguments) per chunk, `chunk_delay_ms` apart,
+//! possibly cut by a mid-stream error.
 //!
-//! Each chat request goes through: API key check (401) → requests-per-minute limit (429)
-//! → body parsing (400) → one seeded draw deciding reset / hang / 429 / injected error /
-//! success → latency → answer. The answer echoes the prompt: `sim: <first 50 chars of the
-//! last user message>`, with tokens counted as whitespace-separated words.
-//!
-//! Layout: `faults` (the seeded draw), `limit` (the window), `echo` (the answer),
-//! `openai`/`anthropic` (wire formats), `server` (the pipeline), `reset` (the TCP
-//! relay that makes resets possible), `stats`.
+//! Layout: `faults` (the seeded draw), `limit` (the window), `format` (route → wire
+//! format), `openai`/`anthropic`/`embeddings` (wire formats), `prompt` (the parsed chat
+//! request), `reply` (the format-neutral answer), `echo` (its text), `tools` (which calls),
+//! `schema` (values valid for a JSON schema), `vector` (embeddings), `digest` (the
+//! hashes), `server` (the pipeline), `last_request` (the test hook), `reset` (the TCP
+//! relay that makes resets possible), `stream` (SSE playback), `stats`.
 
 mod anthropic;
+mod digest;
 mod echo;
+mod embeddings;
 mod faults;
+mod format;
+mod last_request;
 mod limit;
 mod openai;
+mod prompt;
+mod reply;
 mod reset;
+mod schema;
 mod server;
 mod stats;
 mod stream;
+mod tools;
+mod vector;
+
+#[cfg(test)]
+mod http_tests;
 
 pub use stats::SimStats;
 

@@ -1,12 +1,13 @@
 //! The sim's HTTP server: routes, and the pipeline every chat request goes through
 //! (key → rate limit → body → seeded fate → latency → answer).
 
-use super::echo::{self, Prompt};
 use super::faults::{self, Fate};
+use super::format::{Format, Job};
+use super::last_request::LastRequest;
 use super::limit::Window;
 use super::reset::Relay;
 use super::stats::Counters;
-use super::{anthropic, openai, stream, SimConfig};
+use super::{openai, stream, SimConfig};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -33,52 +34,8 @@ struct Shared {
     shutdown: CancellationToken,
     /// Present when resets are configured: connections then pass through it.
     relay: Option<Arc<Relay>>,
-}
-
-/// The wire format of one route.
-#[derive(Debug, Clone, Copy)]
-enum Format {
-    OpenAi,
-    Anthropic,
-}
-
-impl Format {
-    fn presented_key(self, headers: &HeaderMap) -> Option<&str> {
-        match self {
-            Format::OpenAi => openai::presented_key(headers),
-            Format::Anthropic => anthropic::presented_key(headers),
-        }
-    }
-
-    fn parse(self, body: &[u8]) -> Result<Prompt, String> {
-        match self {
-            Format::OpenAi => openai::parse(body),
-            Format::Anthropic => anthropic::parse(body),
-        }
-    }
-
-    fn answer(self, n: u64, prompt: &Prompt) -> Response {
-        let completion = echo::complete(prompt);
-        match self {
-            Format::OpenAi => openai::answer(n, prompt, completion),
-            Format::Anthropic => anthropic::answer(n, prompt, completion),
-        }
-    }
-
-    fn stream_frames(self, n: u64, prompt: &Prompt, cut: bool) -> Vec<String> {
-        let completion = echo::complete(prompt);
-        match self {
-            Format::OpenAi => openai::stream_frames(n, prompt, &completion, cut),
-            Format::Anthropic => anthropic::stream_frames(n, prompt, &completion, cut),
-        }
-    }
-
-    fn error(self, status: StatusCode, message: &str) -> Response {
-        match self {
-            Format::OpenAi => openai::error(status, message),
-            Format::Anthropic => anthropic::error(status, message),
-        }
-    }
+    /// The last API request, for `GET /sim/last-request`.
+    last: LastRequest,
 }
 
 /// Serves on `listener` (through the reset relay when resets are configured) until
@@ -105,6 +62,7 @@ pub(super) async fn spawn(
         next: AtomicU64::new(0),
         shutdown: shutdown.clone(),
         relay: relay.as_ref().map(|(r, _)| r.clone()),
+        last: LastRequest::default(),
     });
     let app = router(shared).into_make_service_with_connect_info::<SocketAddr>();
     let serve = axum::serve(listener, app)
@@ -126,17 +84,23 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(openai_chat))
         .route("/v1/messages", post(anthropic_chat))
+        .route("/v1/embeddings", post(embeddings))
         .route(
             "/health",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/stats", get(stats))
+        .route("/sim/last-request", get(last_request))
         .fallback(|| async { openai::error(StatusCode::NOT_FOUND, "unknown path") })
         .with_state(shared)
 }
 
 async fn stats(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     Json(shared.stats.snapshot())
+}
+
+async fn last_request(State(shared): State<Arc<Shared>>) -> Response {
+    shared.last.response()
 }
 
 async fn openai_chat(
@@ -157,15 +121,25 @@ async fn anthropic_chat(
     chat(&shared, Format::Anthropic, peer, &headers, &body).await
 }
 
-/// The pipeline of one chat request.
+async fn embeddings(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    chat(&shared, Format::Embeddings, peer, &headers, &body).await
+}
+
+/// The pipeline of one API request (chat or embeddings).
 async fn chat(
     s: &Shared,
     format: Format,
     peer: SocketAddr,
     headers: &HeaderMap,
-    body: &[u8],
+    body: &Bytes,
 ) -> Response {
     Counters::bump(&s.stats.requests);
+    s.last.record(format.path(), body);
     if let Err(refusal) = s.check_key(format, headers) {
         return refusal;
     }
@@ -173,9 +147,12 @@ async fn chat(
         let message = "requests per minute limit reached";
         return s.too_many(format, wait, message);
     }
-    let prompt = match format.parse(body) {
-        Ok(prompt) => prompt,
-        Err(why) => return s.reject(format, StatusCode::BAD_REQUEST, &why),
+    let job = match format.parse(body) {
+        Ok(job) => job,
+        Err(why) => {
+            Counters::bump(&s.stats.rejected);
+            return format.invalid(&why);
+        }
     };
     let n = s.next.fetch_add(1, Ordering::Relaxed);
     let draw = faults::draw(&s.config, n);
@@ -192,7 +169,7 @@ async fn chat(
             () = s.shutdown.cancelled() => return shutting_down(format),
         }
     }
-    s.carry_out(format, draw, n, &prompt)
+    s.carry_out(format, draw, n, &job)
 }
 
 impl Shared {
@@ -253,7 +230,7 @@ impl Shared {
         shutting_down(format)
     }
 
-    fn carry_out(&self, format: Format, draw: faults::Draw, n: u64, prompt: &Prompt) -> Response {
+    fn carry_out(&self, format: Format, draw: faults::Draw, n: u64, job: &Job) -> Response {
         match draw.fate {
             Fate::TooMany => {
                 let wait = Duration::from_secs(self.config.retry_after_secs);
@@ -264,24 +241,24 @@ impl Shared {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
                 format.error(status, "injected failure")
             }
-            Fate::Answer | Fate::Reset | Fate::Hang if prompt.stream => {
+            Fate::Answer | Fate::Reset | Fate::Hang if job.streams() => {
                 Counters::bump(&self.stats.ok);
-                self.stream(format, draw.cut, n, prompt)
+                self.stream(format, draw.cut, n, job)
             }
             Fate::Answer | Fate::Reset | Fate::Hang => {
                 Counters::bump(&self.stats.ok);
-                format.answer(n, prompt)
+                format.answer(n, job)
             }
         }
     }
 
     /// A streamed answer, cut mid-stream when drawn or when the prompt asks for it.
-    fn stream(&self, format: Format, cut: bool, n: u64, prompt: &Prompt) -> Response {
-        let cut = cut || prompt.last_user.contains(super::MID_STREAM_ERROR_MARKER);
+    fn stream(&self, format: Format, cut: bool, n: u64, job: &Job) -> Response {
+        let cut = cut || job.asks_for_cut();
         if cut {
             Counters::bump(&self.stats.mid_stream_errors);
         }
-        let frames = format.stream_frames(n, prompt, cut);
+        let frames = format.stream_frames(n, job, cut);
         let delay = Duration::from_millis(self.config.chunk_delay_ms);
         stream::respond(frames, delay, self.stats.clone(), self.shutdown.clone())
     }

@@ -16,6 +16,14 @@ pub(super) fn cut_after(pieces: usize) -> usize {
     (pieces / 2).clamp(1, 3).min(pieces.max(1))
 }
 
+/// `text` in pieces of about a third (at char boundaries): at least two when it has two
+/// chars, so that clients are seen to join tool arguments sent in parts.
+pub(super) fn fragments(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let size = chars.len().div_ceil(3).max(1);
+    chars.chunks(size).map(|c| c.iter().collect()).collect()
+}
+
 /// The frames still to send, and who to tell when the client leaves early.
 struct Playback {
     frames: VecDeque<String>,
@@ -83,7 +91,15 @@ pub(super) fn respond(
 
 #[cfg(test)]
 mod tests {
-    use super::cut_after;
+    use super::{cut_after, fragments};
+
+    #[test]
+    fn fragments_join_to_the_text() {
+        assert_eq!(fragments("{\"a\":1}"), ["{\"a", "\":1", "}"]);
+        assert_eq!(fragments("{}"), ["{", "}"]);
+        assert_eq!(fragments("héllo wörld").concat(), "héllo wörld");
+        assert!(fragments("{\"city\":\"Paris\"}").len() >= 2);
+    }
 
     #[test]
     fn cuts_leave_a_few_chunks() {
