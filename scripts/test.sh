@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 cargo test --locked
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/python-interop.sh
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/up-interop.sh
+LLM_ROUTER_BIN=target/debug/llm-router bash scripts/chat-api.sh
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/gateway-interop.sh
+LLM_ROUTER_BIN=target/debug/llm-router bash scripts/chat-api.sh
 LLM_ROUTER_BIN=target/debug/llm-router bash tests/browser/status_page.sh
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/observability.sh; bash scripts/deploy-check.sh
 
@@ -19,3 +21,4 @@ flows=(worker members worker_cli logs streaming gateway gateway_batch status_pag
 cargo test --locked $(printf -- '--test %s ' "${flows[@]}")
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/python-interop.sh
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/up-interop.sh
+LLM_ROUTER_BIN=target/debug/llm-router bash scripts/chat-api.sh
