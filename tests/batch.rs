@@ -485,3 +485,63 @@ async fn malformed_queue_messages_are_kept_and_the_worker_keeps_serving() {
     assert_eq!(s.collect(&job.job, true).await.ok, 3);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_conversations_and_embeddings_run_as_batch_lines() {
+    let mut s = setup(SimConfig::default(), &[]).await;
+    s.add_worker().await;
+    let tools = serde_json::json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+            "required": ["city"]}}}]);
+    let user = serde_json::json!({"role": "user", "content": "Weather in Paris?"});
+    let call = serde_json::json!({"id": "call_1", "type": "function",
+        "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}});
+    let lines = [
+        serde_json::json!({"custom_id": "req-0", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"messages": [user], "tools": tools, "tool_choice": "required"}}),
+        serde_json::json!({"custom_id": "req-1", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"messages": [user, {"role": "assistant", "content": null, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "Paris: sunny, 21 C"}],
+                "tools": tools}}),
+        serde_json::json!({"custom_id": "req-2", "method": "POST", "url": "/v1/embeddings",
+            "body": {"input": ["a", "b"], "dimensions": 8}}),
+    ];
+    let text: Vec<String> = lines.iter().map(ToString::to_string).collect();
+    let job = s.submit(&text.join("\n"), 3).await.expect("submit");
+    let done = s.collect(&job.job, true).await;
+    assert_eq!(done.done(), 3);
+    let (ok, _) = assert_each_once(s.files.path(), &job.job, 3);
+    let body = |id: &str| {
+        ok.iter()
+            .find(|l| l.custom_id == id)
+            .and_then(|l| l.response.as_ref())
+            .map(|r| r.body.clone())
+            .unwrap_or_default()
+    };
+    let first = body("req-0");
+    assert_eq!(
+        first["choices"][0]["finish_reason"], "tool_calls",
+        "{first}"
+    );
+    assert_eq!(
+        first["choices"][0]["message"]["tool_calls"][0]["function"]["name"],
+        "get_weather"
+    );
+    let second = body("req-1");
+    let answer = second["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or("");
+    assert!(answer.contains("sunny, 21 C"), "{second}");
+    let vectors = body("req-2");
+    assert_eq!(vectors["object"], "list", "{vectors}");
+    assert_eq!(
+        vectors["data"].as_array().map(Vec::len),
+        Some(2),
+        "{vectors}"
+    );
+    assert_eq!(
+        vectors["data"][0]["embedding"].as_array().map(Vec::len),
+        Some(8)
+    );
+    s.stop().await;
+}

@@ -403,3 +403,107 @@ async fn error_body_that_is_not_json_is_kept_short() {
         "{message}"
     );
 }
+
+mod pass_through {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Small JSON values: what a field this version does not know might hold.
+    fn leaf() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            any::<bool>().prop_map(Value::from),
+            any::<i32>().prop_map(Value::from),
+            "[a-zA-Z0-9 _\\-\\u{e9}\\u{4e2d}]{0,12}".prop_map(Value::from),
+            Just(Value::Null),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn message() -> impl Strategy<Value = Value> {
+        (
+            prop_oneof![
+                Just("system"),
+                Just("user"),
+                Just("assistant"),
+                Just("developer")
+            ],
+            "[a-zA-Z0-9 ,.?]{1,40}",
+            prop::collection::btree_map("x_[a-z]{1,6}", leaf(), 0..2),
+        )
+            .prop_map(|(role, text, extra)| {
+                let mut m = json!({"role": role, "content": text});
+                for (k, v) in extra {
+                    m[k] = v;
+                }
+                m
+            })
+    }
+
+    /// A chat request with unknown top-level fields and known ones the router does not read.
+    fn request() -> impl Strategy<Value = Value> {
+        (
+            prop::collection::vec(message(), 1..5),
+            prop::collection::btree_map("[a-z][a-z_]{0,10}", leaf(), 0..5),
+            prop::option::of(0u32..2000),
+            prop::option::of(any::<u32>()),
+        )
+            .prop_map(|(messages, extra, max_tokens, seed)| {
+                let mut body = json!({"model": "caller-model", "messages": messages});
+                for (k, v) in extra {
+                    if !matches!(
+                        k.as_str(),
+                        "model"
+                            | "messages"
+                            | "stream"
+                            | "stream_options"
+                            | "max_tokens"
+                            | "max_completion_tokens"
+                            | "n"
+                            | "tools"
+                            | "tool_choice"
+                            | "response_format"
+                            | "logprobs"
+                            | "top_logprobs"
+                    ) {
+                        body[k] = v;
+                    }
+                }
+                if let Some(n) = max_tokens {
+                    body["max_tokens"] = json!(n);
+                }
+                if let Some(seed) = seed {
+                    body["seed"] = json!(seed);
+                }
+                body
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn any_request_reaches_an_openai_endpoint_unchanged_but_for_model(body in request()) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let s = start(SimConfig::default()).await;
+                let p = client(ProviderKind::Openai, &s, None);
+                let Value::Object(map) = body.clone() else { unreachable!() };
+                let mut req = LlmRequest::new(Api::Chat, map).unwrap();
+                req.set_model("target-model");
+                p.call(&req, TIMEOUT).await.unwrap();
+                let last: Value = reqwest::get(format!("{}/sim/last-request", s.base_url()))
+                    .await.unwrap().json().await.unwrap();
+                let mut expected = body;
+                expected["model"] = json!("target-model");
+                prop_assert_eq!(&last["body"], &expected);
+                stop(s).await;
+                Ok(())
+            })?;
+        }
+    }
+}

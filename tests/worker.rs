@@ -452,3 +452,88 @@ async fn one_worker_throughput() {
     );
     s.stop().await;
 }
+
+/// The first and second turn of a tool-calling agent, as JSON-mode bodies.
+fn agent_turns() -> (Value, impl Fn(&Value) -> Value) {
+    let tools = serde_json::json!([{"type": "function", "function": {
+        "name": "get_weather", "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+            "required": ["city"]}}}]);
+    let user = serde_json::json!({"role": "user", "content": "Weather in Paris? Use the tool."});
+    let first = serde_json::json!({"messages": [user], "tools": tools, "tool_choice": "required"});
+    let second = move |assistant: &Value| {
+        let id = assistant["tool_calls"][0]["id"].clone();
+        serde_json::json!({"messages": [user, assistant,
+            {"role": "tool", "tool_call_id": id, "content": "Paris: sunny, 21 C"}],
+            "tools": tools})
+    };
+    (first, second)
+}
+
+#[tokio::test]
+async fn an_agent_loop_runs_through_json_mode_queries_in_both_wire_formats() {
+    let broker = Broker::start().await;
+    let sim = stack::start_sim(SimConfig::default()).await;
+    let mut config = stack::sim_routes(&sim, &[]);
+    // The claude route's endpoint speaks Anthropic's format, so the loop is translated.
+    for e in &mut config.endpoints {
+        if e.name == "anthropic" {
+            e.kind = llm_router::provider::ProviderKind::Anthropic;
+        }
+    }
+    let router = Arc::new(Router::new(&config, reqwest::Client::new()).expect("router"));
+    let (status, (stop, task)) = stack::spawn_worker(&broker.grpc_address(), "w0", router);
+    common::eventually("worker subscribed", || status.is_ready()).await;
+    broker.wait_query_subscribers(OPENAI, 1).await;
+    broker.wait_query_subscribers(CLAUDE, 1).await;
+    let client = broker.sdk("agent").await;
+    for channel in [OPENAI, CLAUDE] {
+        let (first, second) = agent_turns();
+        let reply = client
+            .send_query(json_query(channel, first.to_string()))
+            .await
+            .expect("first turn");
+        let body = body_json(&reply);
+        assert!(reply.executed, "{channel}: {body}");
+        let choice = &body["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls", "{channel}: {body}");
+        let call = &choice["message"]["tool_calls"][0];
+        assert_eq!(call["function"]["name"], "get_weather", "{channel}: {body}");
+        let args: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or(""))
+                .expect("arguments are JSON");
+        assert!(args["city"].is_string(), "{channel}: {args}");
+        let reply = client
+            .send_query(json_query(channel, second(&choice["message"]).to_string()))
+            .await
+            .expect("second turn");
+        let body = body_json(&reply);
+        assert!(reply.executed, "{channel}: {body}");
+        assert_eq!(
+            body["choices"][0]["finish_reason"], "stop",
+            "{channel}: {body}"
+        );
+        let text = body["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or("");
+        assert!(text.contains("sunny, 21 C"), "{channel}: {text}");
+    }
+    // What reached the Anthropic-format sim: the tool result as a tool_result block.
+    let last: Value = reqwest::get(format!("{}/sim/last-request", sim.base_url()))
+        .await
+        .expect("last request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(last["path"], "/v1/messages", "{last}");
+    let blocks = last["body"]["messages"][1]["content"].to_string()
+        + &last["body"]["messages"][2]["content"].to_string();
+    assert!(
+        blocks.contains("tool_use") && blocks.contains("tool_result"),
+        "{last}"
+    );
+    stop.cancel();
+    let _ = task.await;
+    sim.shutdown.cancel();
+    broker.stop().await;
+}
