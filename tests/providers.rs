@@ -36,10 +36,8 @@ fn request(model: &str, messages: Vec<Value>) -> LlmRequest {
 
 /// `base` with the fields of `extra` added.
 fn with(base: Value, extra: Value) -> LlmRequest {
-    let (Value::Object(mut body), Value::Object(extra)) = (base, extra) else {
-        panic!("objects only")
-    };
-    body.extend(extra);
+    let mut body = base.as_object().cloned().unwrap();
+    body.extend(extra.as_object().cloned().unwrap());
     LlmRequest::new(Api::Chat, body).unwrap()
 }
 

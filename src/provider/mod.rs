@@ -176,6 +176,8 @@ pub struct ChatStream {
     inner: StreamInner,
 }
 
+// One per open stream, never moved in a hot loop: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum StreamInner {
     Openai(openai::EventStream),
