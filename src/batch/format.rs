@@ -2,8 +2,9 @@
 //! sees every problem in one pass; output lines follow OpenAI's Batch output shape so
 //! existing tooling can read our results.
 
+pub use crate::protocol::batch::{LineFailure, LineResponse, OutputLine};
 use crate::provider::{Api, LlmRequest};
-use serde::{Deserialize, Serialize};
+
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -308,88 +309,6 @@ fn kind(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-/// One result line, in OpenAI's Batch output shape. Successes go to the output file,
-/// failures (HTTP or not) to the error file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutputLine {
-    /// `batch_req_` and 32 hex digits, new for every line.
-    pub id: String,
-    pub custom_id: String,
-    /// The HTTP answer, when there was one (also for 4xx/5xx).
-    pub response: Option<LineResponse>,
-    /// Set when the request never got an HTTP answer.
-    pub error: Option<LineFailure>,
-}
-
-/// The HTTP answer to one line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LineResponse {
-    pub status_code: u16,
-    pub request_id: String,
-    /// A chat completion, or `{"error": {"message", "type", "code"}}` for a failure.
-    pub body: Value,
-}
-
-/// Why a line got no HTTP answer at all.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LineFailure {
-    pub code: String,
-    pub message: String,
-}
-
-impl OutputLine {
-    /// A 200 answer carrying the chat completion `body`.
-    pub fn ok(custom_id: impl Into<String>, request_id: impl Into<String>, body: Value) -> Self {
-        Self::http_error(custom_id, request_id, 200, body)
-    }
-
-    /// An HTTP answer with `status`; named for its use, it takes any status.
-    pub fn http_error(
-        custom_id: impl Into<String>,
-        request_id: impl Into<String>,
-        status: u16,
-        body: Value,
-    ) -> Self {
-        Self {
-            id: new_id(),
-            custom_id: custom_id.into(),
-            response: Some(LineResponse {
-                status_code: status,
-                request_id: request_id.into(),
-                body,
-            }),
-            error: None,
-        }
-    }
-
-    /// A failure with no HTTP answer (e.g. dead-lettered, or the route is gone).
-    pub fn failed(
-        custom_id: impl Into<String>,
-        code: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            id: new_id(),
-            custom_id: custom_id.into(),
-            response: None,
-            error: Some(LineFailure {
-                code: code.into(),
-                message: message.into(),
-            }),
-        }
-    }
-
-    /// Whether the line belongs in the error file: no HTTP answer, or one that is not 2xx.
-    pub fn is_error(&self) -> bool {
-        let ok_answer = matches!(&self.response, Some(r) if (200..300).contains(&r.status_code));
-        self.error.is_some() || !ok_answer
-    }
-}
-
-fn new_id() -> String {
-    format!("batch_req_{}", uuid::Uuid::new_v4().simple())
 }
 
 #[cfg(test)]

@@ -6,64 +6,13 @@
 //! cancelled), and it survives broker restarts like the queues do. Nothing about a job
 //! is kept in a local file.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
-pub use crate::protocol::batch::{dead_letter_queue, line_queue, results_queue, tag, JOBS_CHANNEL};
-
-/// A fresh job id, in OpenAI's style.
-pub fn new_job_id() -> String {
-    format!("batch_{}", uuid::Uuid::new_v4().simple())
-}
-
-/// Whether `id` looks like a job id we made (so it is safe inside channel names).
-pub fn is_job_id(id: &str) -> bool {
-    id.strip_prefix("batch_")
-        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-/// One entry of a job's history on [`JOBS_CHANNEL`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum JobEvent {
-    /// Every line is queued.
-    Submitted {
-        job: String,
-        /// The job's route; lines may name others.
-        route: String,
-        /// Lines per route.
-        routes: BTreeMap<String, u64>,
-        total: u64,
-        /// Unix seconds.
-        created_at: i64,
-        /// The file's name as given, for people reading the status.
-        input: String,
-        max_attempts: u32,
-    },
-    /// Queued lines are to be dropped; finished ones are kept.
-    Cancelled { job: String, at: i64 },
-    /// A collector wrote these counts so far (cumulative, deduplicated; lines dropped by
-    /// a cancel count as failed, since they are in the error file).
-    Collected {
-        job: String,
-        ok: u64,
-        failed: u64,
-        at: i64,
-    },
-    /// A reader's marker: everything stored before it has been read once it arrives.
-    Sync { id: String },
-}
-
-impl JobEvent {
-    pub fn job(&self) -> &str {
-        match self {
-            JobEvent::Submitted { job, .. }
-            | JobEvent::Cancelled { job, .. }
-            | JobEvent::Collected { job, .. } => job,
-            JobEvent::Sync { .. } => "",
-        }
-    }
-}
+pub use crate::protocol::batch::{
+    dead_letter_queue, is_job_id, line_queue, new_job_id, results_queue, tag, JobEvent,
+    JOBS_CHANNEL,
+};
 
 /// A job as its history tells it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

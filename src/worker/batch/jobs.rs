@@ -2,10 +2,11 @@
 //! lines are dropped) and how big each job is (for the progress series).
 
 use super::metrics;
-use crate::batch::job::{JobEvent, Jobs, JOBS_CHANNEL};
+use crate::batch::job::Jobs;
 use crate::kubemq::client::{Client, Error as ClientError};
 use crate::kubemq::subscribe::{EventsStoreType, SubscribeType};
 use crate::kubemq::Subscribe;
+use crate::protocol::batch::{JobEvent, JOBS_CHANNEL};
 use futures::StreamExt;
 use parking_lot::RwLock;
 use std::sync::Arc;

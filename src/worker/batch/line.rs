@@ -7,9 +7,9 @@
 
 use super::metrics::{self, Outcome};
 use super::results::Store;
-use crate::batch::format::OutputLine;
-use crate::batch::job::{self, tag};
 use crate::kubemq::QueueMessage;
+use crate::protocol::batch::OutputLine;
+use crate::protocol::batch::{self as job, tag};
 use crate::routing::{BatchFailure, Router};
 use crate::worker::wire::{self, Mode};
 use serde_json::{json, Value};
@@ -281,7 +281,9 @@ async fn stored(cx: &Context<'_>, message: QueueMessage) -> Settle {
 }
 
 fn unix_seconds() -> i64 {
-    job::unix_seconds()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

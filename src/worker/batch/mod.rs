@@ -17,9 +17,9 @@ pub mod line;
 pub mod metrics;
 pub mod results;
 
-use crate::batch::job;
 use crate::kubemq::client::Error as ClientError;
 use crate::kubemq::queues::{Downstream, QueueClient};
+use crate::protocol::batch as job;
 use crate::routing::Router;
 use futures::future::join_all;
 use line::Settle;
