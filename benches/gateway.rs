@@ -15,6 +15,8 @@
 //! - time to first chunk: `stream: true` at BENCH_STREAM_RATE (100) requests/s, from sending
 //!   the request to the first SSE `data:` line, directly from the streaming sim vs through
 //!   the gateway (model `bench-stream`); each stream is read to its `data: [DONE]`.
+//! - throughput: closed loop through the gateway, 128 requests in flight, 1 s warm-up then
+//!   BENCH_SECONDS; answers per second.
 //!
 //! Run: `cargo bench --bench gateway` (env BENCH_RUNS=3, BENCH_SECONDS=5, BENCH_STREAM_RATE).
 #![allow(
@@ -182,6 +184,23 @@ impl Clients {
     }
 }
 
+/// Requests in flight in the throughput phase.
+const MAX_IN_FLIGHT: usize = 128;
+
+/// Closed loop through the gateway: [`MAX_IN_FLIGHT`] requests always in flight, 1 s
+/// warm-up, then `measure`; answers per second and failures.
+async fn max_rate(c: &Clients, gw: u16, measure: Duration) -> (f64, usize) {
+    let c = c.clone();
+    let load = common::ClosedLoop::start(MAX_IN_FLIGHT, move || c.clone().chat(gw, true));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let start = Instant::now();
+    load.count();
+    tokio::time::sleep(measure).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let (ok, failed) = load.finish().await;
+    (ok as f64 / elapsed, failed)
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -262,6 +281,10 @@ fn main() {
             failures += direct.failed + via.failed;
             let cell = format!("stream {stream_rate:.0}/s");
             values.extend(compare(&cell, "first chunk", &direct, &via));
+            let (rate, failed) = max_rate(&clients, setup.gateway.1, measure).await;
+            failures += failed;
+            println!("  max: {rate:.0} requests/s through the gateway ({MAX_IN_FLIGHT} in flight, {failed} failed)");
+            values.push(("max: via gateway req/s".to_owned(), rate));
         });
         rows.push(values);
     }

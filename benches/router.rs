@@ -30,7 +30,6 @@ use common::{
 use kubemq::{KubemqClient, Query};
 use std::path::Path;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -146,26 +145,10 @@ struct MaxFigures {
 }
 
 async fn max_rate(setup: &Setup, clients: &Clients, measure: Duration) -> MaxFigures {
-    let stop = Arc::new(AtomicBool::new(false));
-    let counting = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..MAX_IN_FLIGHT {
-        let (c, stop, counting) = (clients.clone(), stop.clone(), counting.clone());
-        tasks.push(tokio::spawn(async move {
-            let (mut ok, mut failed) = (0usize, 0usize);
-            while !stop.load(Ordering::Relaxed) {
-                let good = c.clone().via_broker("bench0_requests").await;
-                if counting.load(Ordering::Relaxed) {
-                    if good {
-                        ok += 1;
-                    } else {
-                        failed += 1;
-                    }
-                }
-            }
-            (ok, failed)
-        }));
-    }
+    let c = clients.clone();
+    let load = common::ClosedLoop::start(MAX_IN_FLIGHT, move || {
+        c.clone().via_broker("bench0_requests")
+    });
     tokio::time::sleep(WARM_UP).await;
     let cpu = |s: &Setup| {
         [
@@ -177,18 +160,11 @@ async fn max_rate(setup: &Setup, clients: &Clients, measure: Duration) -> MaxFig
     };
     let before = cpu(setup);
     let start = Instant::now();
-    counting.store(true, Ordering::Relaxed);
+    load.count();
     tokio::time::sleep(measure).await;
-    counting.store(false, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
     let after = cpu(setup);
-    stop.store(true, Ordering::Relaxed);
-    let (mut ok, mut failed) = (0, 0);
-    for t in tasks {
-        let (o, f) = t.await.unwrap();
-        ok += o;
-        failed += f;
-    }
+    let (ok, failed) = load.finish().await;
     let used: Vec<f64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
     MaxFigures {
         rate: ok as f64 / elapsed,

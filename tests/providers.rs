@@ -505,3 +505,32 @@ mod pass_through {
         }
     }
 }
+
+#[tokio::test]
+async fn an_anthropic_endpoint_refuses_what_it_cannot_honour_unless_told_to_drop_it() {
+    let s = start(SimConfig::default()).await;
+    let req = plus(&hello(), json!({"n": 2, "seed": 7}));
+    let strict = client(ProviderKind::Anthropic, &s, None);
+    let why = strict.refusal(&req).unwrap();
+    assert!(why.contains("`n`") && why.contains("`seed`"), "{why}");
+    let err = strict.call(&req, TIMEOUT).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Unsupported(_)), "{err:?}");
+    let lenient = client(ProviderKind::Anthropic, &s, None).dropping_unsupported(true);
+    assert_eq!(lenient.refusal(&req), None);
+    let r = lenient.call(&req, TIMEOUT).await.unwrap();
+    assert_eq!(r.text(), "sim: hello world");
+    let last: Value = reqwest::get(format!("{}/sim/last-request", s.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(last["path"], "/v1/messages");
+    assert!(
+        last["body"].get("n").is_none() && last["body"].get("seed").is_none(),
+        "{last}"
+    );
+    // OpenAI-format endpoints honour both.
+    assert_eq!(client(ProviderKind::Openai, &s, None).refusal(&req), None);
+    stop(s).await;
+}

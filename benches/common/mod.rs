@@ -360,3 +360,70 @@ impl Runs {
         out
     }
 }
+
+/// A closed loop: `in_flight` tasks each sending the next request as soon as the last
+/// answered. Answers count only between [`ClosedLoop::count`] and [`ClosedLoop::finish`],
+/// so a warm-up and a CPU reading can sit around the measured window.
+pub struct ClosedLoop {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    counting: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(usize, usize)>>,
+}
+
+impl ClosedLoop {
+    /// Starts the tasks; `request` answers whether its call succeeded.
+    pub fn start<F, Fut>(in_flight: usize, request: F) -> Self
+    where
+        F: Fn() -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = bool> + Send,
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let stop = Arc::new(AtomicBool::new(false));
+        let counting = Arc::new(AtomicBool::new(false));
+        let tasks = (0..in_flight)
+            .map(|_| {
+                let (request, stop, counting) = (request.clone(), stop.clone(), counting.clone());
+                tokio::spawn(async move {
+                    let (mut ok, mut failed) = (0usize, 0usize);
+                    while !stop.load(Ordering::Relaxed) {
+                        let good = request().await;
+                        if counting.load(Ordering::Relaxed) {
+                            if good {
+                                ok += 1;
+                            } else {
+                                failed += 1;
+                            }
+                        }
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            counting,
+            tasks,
+        }
+    }
+
+    /// From now on, answers count.
+    pub fn count(&self) {
+        self.counting
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Stops counting and the tasks; answers that succeeded and failed while counting.
+    pub async fn finish(self) -> (usize, usize) {
+        use std::sync::atomic::Ordering;
+        self.counting.store(false, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
+        let (mut ok, mut failed) = (0, 0);
+        for t in self.tasks {
+            let (o, f) = t.await.unwrap_or((0, 0));
+            ok += o;
+            failed += f;
+        }
+        (ok, failed)
+    }
+}
