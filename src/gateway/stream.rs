@@ -227,7 +227,20 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 /// A chunk event's body as an SSE frame.
 fn frame(body: &[u8]) -> String {
-    format!("data: {}\n\n", String::from_utf8_lossy(body))
+    data_event(&String::from_utf8_lossy(body))
+}
+
+/// One SSE event carrying `data`: a line of data holds no newline, so every line of it
+/// goes in its own `data:` field (a reader joins them back with `\n`).
+fn data_event(data: &str) -> String {
+    let mut out = String::with_capacity(data.len() + 8);
+    for line in data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line.strip_suffix('\r').unwrap_or(line));
+        out.push('\n');
+    }
+    out.push('\n');
+    out
 }
 
 /// A failure after the first chunk: an OpenAI error object as a data event.
@@ -236,7 +249,7 @@ fn error_frame(error: &ApiError) -> String {
     if let Some(inner) = body.get_mut("error") {
         inner["status"] = json!(error.status().as_u16());
     }
-    format!("data: {}\n\n", Value::to_string(&body))
+    data_event(&Value::to_string(&body))
 }
 
 /// Tells the worker to stop when the stream is dropped before its end: the client went
@@ -290,6 +303,16 @@ mod tests {
     #[test]
     fn frames_are_sse_data_events() {
         assert_eq!(frame(br#"{"a":1}"#), "data: {\"a\":1}\n\n");
+        assert_eq!(
+            frame(b"{\"a\":\n1}\r\n"),
+            "data: {\"a\":\ndata: 1}\ndata: \n\n",
+            "a line break in the data starts a new data field"
+        );
+        let mut parser = crate::provider::sse::SseParser::default();
+        let events = parser
+            .feed(frame(b"one\ntwo").as_bytes())
+            .unwrap_or_default();
+        assert_eq!(events.first().map(|e| e.data.as_str()), Some("one\ntwo"));
         let e = error_frame(&ApiError::UpstreamFailed("sim failed mid-stream".into()));
         let json: Value =
             serde_json::from_str(e.trim_start_matches("data: ").trim()).unwrap_or_default();

@@ -13,30 +13,49 @@ pub struct SseEvent {
     pub data: String,
 }
 
+/// The largest event a provider may send (its data and any line still being read). A
+/// chat chunk is a few hundred bytes; this leaves room for a whole tool call's arguments
+/// in one event while keeping a misbehaving server from growing memory without end.
+pub const MAX_EVENT_BYTES: usize = 4 << 20;
+
 /// Splits a byte stream into events. Bytes are buffered until a line is complete, so a
-/// multi-byte character or a line cut across reads is never split.
+/// multi-byte character or a line cut across reads is never split. Each byte is scanned
+/// once, however the stream is cut into reads.
 #[derive(Debug, Default)]
 pub struct SseParser {
     buffer: Vec<u8>,
+    /// How much of `buffer` is known to hold no newline.
+    scanned: usize,
     current: SseEvent,
     /// Whether `current` has a data field yet (an event without one is not dispatched).
     has_data: bool,
 }
 
 impl SseParser {
-    /// Adds bytes and returns the events they complete.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+    /// Adds bytes and returns the events they complete; an error once an event (or a
+    /// line) grows past [`MAX_EVENT_BYTES`].
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, ProviderError> {
         self.buffer.extend_from_slice(bytes);
         let mut events = Vec::new();
-        while let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buffer.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\n', '\r']);
-            if let Some(event) = self.line(line) {
+        let mut start = 0;
+        while let Some(offset) = self.buffer[self.scanned..].iter().position(|b| *b == b'\n') {
+            let end = self.scanned + offset;
+            let line = String::from_utf8_lossy(&self.buffer[start..end]).into_owned();
+            start = end + 1;
+            self.scanned = start;
+            if let Some(event) = self.line(line.trim_end_matches('\r')) {
                 events.push(event);
             }
         }
-        events
+        self.buffer.drain(..start);
+        self.scanned = self.buffer.len();
+        if self.buffer.len() + self.current.data.len() > MAX_EVENT_BYTES {
+            return Err(ProviderError::Decode(format!(
+                "the provider sent a stream event over {} MiB",
+                MAX_EVENT_BYTES >> 20
+            )));
+        }
+        Ok(events)
     }
 
     /// An event left without its closing blank line when the stream ended.
@@ -106,7 +125,13 @@ impl SseReader {
                 return Ok(None);
             }
             match self.response.chunk().await {
-                Ok(Some(bytes)) => self.ready.extend(self.parser.feed(&bytes)),
+                Ok(Some(bytes)) => match self.parser.feed(&bytes) {
+                    Ok(events) => self.ready.extend(events),
+                    Err(e) => {
+                        self.ended = true;
+                        return Err(e);
+                    }
+                },
                 Ok(None) => {
                     self.ended = true;
                     self.ready.extend(self.parser.finish());
@@ -137,18 +162,51 @@ mod tests {
     #[test]
     fn events_split_across_reads_and_lines() {
         let mut p = SseParser::default();
-        assert!(p.feed(b"data: {\"a\"").is_empty());
-        assert_eq!(p.feed(b":1}\n\n"), vec![ev("", "{\"a\":1}")]);
-        let got = p.feed(b": keep-alive\r\nevent: ping\r\ndata: {}\r\n\r\ndata: x\ndata: y\n\n");
+        let mut feed = |b: &[u8]| p.feed(b).unwrap_or_default();
+        assert!(feed(b"data: {\"a\"").is_empty());
+        assert_eq!(feed(b":1}\n\n"), vec![ev("", "{\"a\":1}")]);
+        let got = feed(b": keep-alive\r\nevent: ping\r\ndata: {}\r\n\r\ndata: x\ndata: y\n\n");
         assert_eq!(got, vec![ev("ping", "{}"), ev("", "x\ny")]);
-        assert!(p.feed(b"event: only\n\n").is_empty(), "no data, no event");
+        assert!(feed(b"event: only\n\n").is_empty(), "no data, no event");
     }
 
     #[test]
     fn an_unterminated_last_event_is_kept() {
         let mut p = SseParser::default();
-        assert!(p.feed(b"data: [DONE]").is_empty());
+        assert!(p.feed(b"data: [DONE]").unwrap_or_default().is_empty());
         assert_eq!(p.finish(), Some(ev("", "[DONE]")));
         assert_eq!(p.finish(), None);
+    }
+
+    #[test]
+    fn a_line_cut_into_many_reads_is_read_whole() {
+        let mut p = SseParser::default();
+        let data = "x".repeat(100_000);
+        let whole = format!("data: {data}\n\n");
+        let mut got = Vec::new();
+        for piece in whole.as_bytes().chunks(7) {
+            got.extend(p.feed(piece).unwrap_or_default());
+        }
+        assert_eq!(got, vec![ev("", &data)]);
+    }
+
+    #[test]
+    fn an_event_over_the_limit_is_an_error() {
+        let mut p = SseParser::default();
+        let line = format!("data: {}\n", "y".repeat(1 << 20));
+        let mut result = Ok(Vec::new());
+        for _ in 0..5 {
+            result = p.feed(line.as_bytes());
+            if result.is_err() {
+                break;
+            }
+        }
+        let err = result.expect_err("a 5 MiB event");
+        assert!(err.to_string().contains("over 4 MiB"), "{err}");
+        // Just under the limit still works.
+        let mut p = SseParser::default();
+        let data = "z".repeat(MAX_EVENT_BYTES - 100);
+        let got = p.feed(format!("data: {data}\n\n").as_bytes());
+        assert_eq!(got.map(|e| e.len()).ok(), Some(1));
     }
 }
