@@ -224,7 +224,7 @@ def overview():
                  thresholds={"mode": "absolute", "steps": [{"color": "green", "value": None}, {"color": "orange", "value": 0.01}, {"color": "red", "value": 0.05}]}), 4, 5)
     lay.add(stat("In flight", "Requests being handled by workers now.",
                  [(f"sum(llm_router_in_flight_requests{{{sel}}})", "in flight")]), 4, 5)
-    lay.add(timeseries("Requests/s by route and outcome", "Worker answers per second; outcome is ok or the failure code (bad_request, unknown_route, rate_limited, upstream_failed).",
+    lay.add(timeseries("Requests/s by route and outcome", "Worker answers per second; outcome is ok or the failure code (bad_request, unknown_route, rate_limited, upstream_timeout, upstream_failed).",
                        [(f"sum by (route, outcome) (rate(llm_router_requests_total{{{sel}}}{RATE}))", "{{route}} {{outcome}}")],
                        unit="reqps", stack=True), 12, 8)
     lay.add(timeseries("Error ratio by route", "Share of each route's requests not answered ok.",
