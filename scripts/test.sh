@@ -9,7 +9,6 @@ cd "$(dirname "$0")/.."
 cargo test --locked
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/python-interop.sh
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/up-interop.sh
-LLM_ROUTER_BIN=target/debug/llm-router bash scripts/chat-api.sh
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/gateway-interop.sh
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/chat-api.sh
 LLM_ROUTER_BIN=target/debug/llm-router bash tests/browser/status_page.sh
