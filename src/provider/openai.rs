@@ -37,7 +37,7 @@ impl OpenAi {
     fn post(
         &self,
         url: &str,
-        body: &Map<String, Value>,
+        body: &impl serde::Serialize,
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
         let mut request = self.http.post(url).json(body);
         if let Some(key) = &self.api_key {
@@ -55,10 +55,7 @@ impl OpenAi {
         timeout: Duration,
     ) -> Result<LlmResponse, ProviderError> {
         let key = self.api_key.as_ref();
-        let mut body = req.body().clone();
-        body.remove("stream");
-        body.remove("stream_options");
-        let request = self.post(&self.chat_url, &body)?;
+        let request = self.post(&self.chat_url, &WholeAnswer(req.body()))?;
         let bytes = http::execute(request, timeout, key).await?;
         let answer: Value = http::decode(&bytes, key)?;
         match answer.get("choices").and_then(Value::as_array) {
@@ -101,6 +98,25 @@ impl OpenAi {
             finished: false,
             done: false,
         })
+    }
+}
+
+/// The caller's body without its stream fields, serialized in place (the request path is
+/// hot; no copy of the body is made).
+struct WholeAnswer<'a>(&'a Map<String, Value>);
+
+impl serde::Serialize for WholeAnswer<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let fields = self
+            .0
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "stream" | "stream_options"));
+        let mut map = serializer.serialize_map(None)?;
+        for (k, v) in fields {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
     }
 }
 
@@ -226,6 +242,20 @@ mod tests {
         assert_eq!(sent["stream_options"]["include_usage"], true);
         assert_eq!(sent["stream_options"]["include_obfuscation"], false);
         assert_eq!(sent["n"], 2);
+    }
+
+    #[test]
+    fn whole_answers_are_asked_without_stream_fields() {
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "stream": true, "stream_options": {"include_usage": true}, "seed": 7});
+        let Value::Object(body) = body else {
+            unreachable!()
+        };
+        let sent = serde_json::to_value(WholeAnswer(&body)).unwrap_or_default();
+        assert_eq!(
+            sent,
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "seed": 7})
+        );
     }
 
     #[test]

@@ -298,15 +298,6 @@ async fn answer(shared: Arc<Shared>, route: Arc<str>, request: Request, request_
         }
     };
     log_outcome(&outcome, streamed.is_some());
-    let reply = wire::encode(mode, &outcome, unix_seconds());
-    let result = shared
-        .client
-        .send_response(response(&shared.id, &request, reply))
-        .await;
-    if let Err(e) = result {
-        metrics::reply_error();
-        tracing::warn!(route = %route, request_id = %request.request_id, "reply not delivered: {e}");
-    }
     let label = match &outcome {
         Ok(done) => {
             let usage = done.response.usage;
@@ -315,6 +306,15 @@ async fn answer(shared: Arc<Shared>, route: Arc<str>, request: Request, request_
         }
         Err(failure) => failure.code(),
     };
+    let reply = wire::encode(mode, outcome, unix_seconds());
+    let result = shared
+        .client
+        .send_response(response(&shared.id, &request, reply))
+        .await;
+    if let Err(e) = result {
+        metrics::reply_error();
+        tracing::warn!(route = %route, request_id = %request.request_id, "reply not delivered: {e}");
+    }
     metrics::finished(&route, label, received.elapsed(), in_router);
 }
 

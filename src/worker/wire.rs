@@ -137,30 +137,29 @@ pub struct Reply {
 }
 
 /// Writes the answer to a request in `mode`. `created` is the Unix time in seconds.
-pub fn encode(mode: Mode, outcome: &Result<Completion, Failure>, created: i64) -> Reply {
+pub fn encode(mode: Mode, outcome: Result<Completion, Failure>, created: i64) -> Reply {
     match outcome {
         Ok(done) => Reply {
             executed: true,
             error: String::new(),
-            body: success_body(mode, done, created).to_string().into_bytes(),
+            body: serde_json::to_vec(&success_body(mode, done, created)).unwrap_or_default(),
         },
         Err(failure) => Reply {
             executed: false,
             error: failure.to_string(),
-            body: failure_body(mode, failure).to_string().into_bytes(),
+            body: failure_body(mode, &failure).to_string().into_bytes(),
         },
     }
 }
 
 /// The answer body of a completion in `mode`, as JSON (the batch path embeds it in an
 /// output line without a round trip through bytes): the seed's `{"response": text}`, or
-/// the provider's answer whole with the `llm_router` extension.
-pub fn success_body(mode: Mode, done: &Completion, created: i64) -> Value {
-    let r = &done.response;
+/// the provider's answer whole (taken, not copied) with the `llm_router` extension.
+pub fn success_body(mode: Mode, done: Completion, created: i64) -> Value {
     match mode {
-        Mode::Seed => json!({ "response": r.text() }),
+        Mode::Seed => json!({ "response": done.response.text() }),
         Mode::Json => {
-            let mut body = r.body.clone();
+            let mut body = done.response.body;
             if let Value::Object(map) = &mut body {
                 if map.contains_key("choices")
                     && !map
@@ -249,7 +248,7 @@ mod tests {
     fn seed_round_trip() {
         let req = decode(Mode::Seed, Api::Chat, "What is KubeMQ?".as_bytes()).expect("prompt");
         assert_eq!(req.messages()[0]["content"], "What is KubeMQ?");
-        let reply = encode(Mode::Seed, &Ok(completion()), 0);
+        let reply = encode(Mode::Seed, Ok(completion()), 0);
         assert!(reply.executed);
         assert_eq!(body(&reply), json!({"response": "hi there"}));
         assert_eq!(
@@ -265,7 +264,7 @@ mod tests {
             Err(BodyError::NotUtf8)
         );
         assert_eq!(decode(Mode::Seed, Api::Chat, b"  "), Err(BodyError::Empty));
-        let reply = encode(Mode::Seed, &Err(BodyError::NotUtf8.into()), 0);
+        let reply = encode(Mode::Seed, Err(BodyError::NotUtf8.into()), 0);
         assert!(!reply.executed);
         assert!(reply.error.contains("UTF-8"));
         assert_eq!(body(&reply)["error"], json!(reply.error));
@@ -281,7 +280,7 @@ mod tests {
         .expect("valid");
         assert_eq!(req.model(), "x");
         assert_eq!(req.body()["seed"], 7);
-        let reply = encode(Mode::Json, &Ok(completion()), 42);
+        let reply = encode(Mode::Json, Ok(completion()), 42);
         let b = body(&reply);
         assert_eq!(b["object"], "chat.completion");
         assert_eq!(b["created"], 42);
@@ -302,7 +301,7 @@ mod tests {
             Err(BodyError::BadJson { .. })
         ));
         let failure = Failure::Route(RouteError::UnknownRoute("nope".into()));
-        let reply = encode(Mode::Json, &Err(failure), 0);
+        let reply = encode(Mode::Json, Err(failure), 0);
         assert_eq!(body(&reply)["error"]["code"], "unknown_route");
     }
 }

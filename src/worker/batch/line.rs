@@ -135,7 +135,7 @@ async fn fate(cx: &Context<'_>, m: &QueueMessage, line: &Line<'_>) -> (Settle, O
         .await
     {
         Ok(done) => {
-            let body = wire::success_body(Mode::Json, &done, unix_seconds());
+            let body = wire::success_body(Mode::Json, done, unix_seconds());
             let out = OutputLine::ok(line.custom_id, &m.message_id, body);
             (stored(cx, output(m, line, &out)).await, Outcome::Ok)
         }
