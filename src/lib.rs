@@ -11,6 +11,7 @@
 //! - [`routing`]: route table, retry with backoff, failover, circuit breaker, limits.
 //! - [`worker`]: takes requests off the broker and answers them through [`routing`].
 //! - [`gateway`]: the OpenAI-compatible HTTP front door, sending chat requests as queries.
+//! - [`edge`]: connection caps and slow-client deadlines shared by every listener.
 //! - [`metrics`]: the Prometheus recorder and label rules.
 //! - [`logging`]: text or JSON logs on stderr; prompt text only with `--log-prompts`.
 //! - [`batch`]: bulk jobs in OpenAI's Batch format: the file format and the result files.
@@ -18,6 +19,7 @@
 pub mod batch;
 pub mod broker;
 pub mod config;
+pub mod edge;
 pub mod gateway;
 pub mod kubemq;
 pub mod logging;

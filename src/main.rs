@@ -8,7 +8,7 @@
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
-use llm_router::broker::config::{BrokerConfig, FsyncPolicy};
+use llm_router::broker::config::{BrokerConfig, EdgeLimits, FsyncPolicy};
 use llm_router::config::{self as router_config, RouterConfig};
 use llm_router::gateway::{self, GatewayOptions, RunningGateway};
 use llm_router::kubemq::client::{Client, ClientOptions, ErrorKind};
@@ -83,6 +83,49 @@ struct BrokerArgs {
     /// Largest message accepted, in bytes (KubeMQ's GRPC_BODY_LIMIT; default 100 MiB).
     #[arg(long, env = "GRPC_BODY_LIMIT", default_value_t = 100 * 1024 * 1024)]
     max_message_bytes: usize,
+    #[command(flatten)]
+    limits: BrokerLimitArgs,
+}
+
+/// The broker's caps on what one client can make it hold (shared by `broker` and `up`).
+#[derive(clap::Args)]
+struct BrokerLimitArgs {
+    /// Longest channel name, in bytes (246: the real KubeMQ fails queue names beyond it).
+    #[arg(long, env = "LLM_ROUTER_MAX_CHANNEL_NAME_BYTES", default_value_t = 246)]
+    max_channel_name_bytes: usize,
+    /// Largest metadata plus tags of one message, in bytes.
+    #[arg(long, env = "LLM_ROUTER_MAX_METADATA_BYTES", default_value_t = 1024 * 1024)]
+    max_metadata_bytes: usize,
+    /// Longest timeout a command or query may ask for, in seconds.
+    #[arg(long, env = "LLM_ROUTER_MAX_REQUEST_TIMEOUT", default_value_t = 3600)]
+    max_request_timeout: u64,
+    /// gRPC connections open at once; more are closed as they arrive.
+    #[arg(long, env = "LLM_ROUTER_MAX_GRPC_CONNECTIONS", default_value_t = 4096)]
+    max_grpc_connections: usize,
+    /// Concurrent calls on one gRPC connection (HTTP/2 streams).
+    #[arg(long, env = "LLM_ROUTER_MAX_GRPC_STREAMS", default_value_t = 1024)]
+    max_grpc_streams: u32,
+    /// REST connections open at once.
+    #[arg(long, env = "LLM_ROUTER_MAX_REST_CONNECTIONS", default_value_t = 1024)]
+    max_rest_connections: usize,
+    /// Bytes of body and metadata one subscriber's buffer may hold before it misses
+    /// messages.
+    #[arg(long, env = "LLM_ROUTER_SUBSCRIBER_BUFFER_BYTES", default_value_t = 64 * 1024 * 1024)]
+    subscriber_buffer_bytes: usize,
+}
+
+impl BrokerLimitArgs {
+    fn apply(&self, config: &mut BrokerConfig) {
+        config.limits = EdgeLimits {
+            max_channel_name_bytes: self.max_channel_name_bytes,
+            max_metadata_bytes: self.max_metadata_bytes,
+            max_request_timeout: Duration::from_secs(self.max_request_timeout),
+            max_grpc_connections: self.max_grpc_connections,
+            max_grpc_streams_per_connection: self.max_grpc_streams,
+            max_rest_connections: self.max_rest_connections,
+        };
+        config.subscriber_buffer_bytes = self.subscriber_buffer_bytes;
+    }
 }
 
 impl BrokerArgs {
@@ -95,6 +138,7 @@ impl BrokerArgs {
             max_message_bytes: self.max_message_bytes,
             ..BrokerConfig::default()
         };
+        self.limits.apply(&mut config);
         if let Some(dir) = self.data_dir {
             config.data_dir = dir;
         }
@@ -160,6 +204,13 @@ struct GatewayHttpArgs {
     /// [default: unlimited].
     #[arg(long)]
     rate_limit: Option<NonZeroU32>,
+    /// Connections open at once; more are closed as they arrive.
+    #[arg(long = "max-connections", env = "LLM_ROUTER_GATEWAY_MAX_CONNECTIONS", default_value_t = gateway::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Chat and embeddings requests answered at once (a stream counts until it ends);
+    /// 429 beyond.
+    #[arg(long, env = "LLM_ROUTER_GATEWAY_MAX_IN_FLIGHT", default_value_t = gateway::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: usize,
 }
 
 impl GatewayHttpArgs {
@@ -168,6 +219,8 @@ impl GatewayHttpArgs {
         let mut options = GatewayOptions::new(broker, listen);
         options.max_body = self.max_body;
         options.rate_limit = self.rate_limit;
+        options.max_connections = self.max_connections;
+        options.max_in_flight = self.max_in_flight;
         options.keys = match std::env::var_os(gateway::auth::KEYS_ENV) {
             None => gateway::auth::ApiKeys::default(),
             Some(keys) => gateway::auth::ApiKeys::parse(
@@ -236,6 +289,8 @@ struct UpArgs {
     /// Broker data directory [default: <user data dir>/llm-router/broker].
     #[arg(long, env = "LLM_ROUTER_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    broker_limits: BrokerLimitArgs,
 }
 
 #[derive(clap::Args)]
@@ -611,6 +666,7 @@ fn up_broker_config(args: &UpArgs) -> BrokerConfig {
         rest_port: args.rest_port,
         ..BrokerConfig::default()
     };
+    args.broker_limits.apply(&mut config);
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
     }

@@ -1,6 +1,8 @@
 //! Prometheus metrics shared by every role: one recorder per process, names prefixed
 //! `llm_router_`, labels bounded.
 
+pub mod live;
+
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -36,6 +38,13 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// The `/metrics` text: the recorder's series, then the [`live`] families'.
+pub fn render() -> String {
+    let mut text = handle().render();
+    text.push_str(&live::render());
+    text
+}
+
 /// How often histogram samples are folded into their buckets between scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -61,8 +70,16 @@ pub const MAX_CHANNEL_LABELS: usize = 500;
 /// Label value for channels beyond [`MAX_CHANNEL_LABELS`].
 pub const OTHER_CHANNELS: &str = "_other";
 
+/// The one label value of every streamed answer's channels (`llm-router.stream.<id>`
+/// and its `.cancel`): they live for one request each, and a label per request would
+/// fill [`MAX_CHANNEL_LABELS`] with series that never move again.
+pub const STREAM_CHANNELS: &str = "llm-router.stream.*";
+
 /// The label value to use for `channel`.
 pub fn channel_label(channel: &str) -> String {
+    if channel.starts_with(crate::protocol::stream::CHANNEL_PREFIX) {
+        return STREAM_CHANNELS.to_owned();
+    }
     static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
     let mut seen = SEEN.get_or_init(Default::default).lock();
     if seen.contains(channel) {

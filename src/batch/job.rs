@@ -34,6 +34,11 @@ impl JobRecord {
     pub fn collected(&self) -> u64 {
         self.collected_ok + self.collected_failed
     }
+
+    /// Cancelled, or every line collected: nothing of it moves any more.
+    pub fn is_over(&self) -> bool {
+        self.cancelled_at.is_some() || (self.total > 0 && self.collected() >= self.total)
+    }
 }
 
 /// Folds job events into records, in the order they were stored.

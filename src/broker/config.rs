@@ -84,6 +84,48 @@ pub struct BrokerConfig {
     /// Buffer of each subscriber's stream; a subscriber that lets it stay full is dropped
     /// from (events) or misses (requests) messages instead of slowing publishers down.
     pub subscriber_buffer: usize,
+    /// The same buffer's cap in bytes of body and metadata, so a subscriber that lets
+    /// large messages pile up holds at most this much memory.
+    pub subscriber_buffer_bytes: usize,
+    pub limits: EdgeLimits,
+}
+
+/// Caps on what one client can make the broker hold, beyond KubeMQ's own settings. The
+/// real server has none of these; each default is far above what a well-behaved client
+/// needs and low enough that one client cannot exhaust the host.
+#[derive(Debug, Clone)]
+pub struct EdgeLimits {
+    /// Longest channel name. 246 is where the real server starts failing queue sends
+    /// ("file name too long"), so a name accepted here works there too.
+    pub max_channel_name_bytes: usize,
+    /// Largest metadata plus tags (keys and values) of one message.
+    pub max_metadata_bytes: usize,
+    /// Longest timeout a command or query may ask to wait for its response.
+    pub max_request_timeout: Duration,
+    /// gRPC connections open at once.
+    pub max_grpc_connections: usize,
+    /// Concurrent calls (HTTP/2 streams) on one gRPC connection.
+    pub max_grpc_streams_per_connection: u32,
+    /// REST connections open at once.
+    pub max_rest_connections: usize,
+}
+
+impl EdgeLimits {
+    /// The store keys a channel name with a 16-bit length; a name must fit well inside.
+    pub const CHANNEL_NAME_CEILING: usize = 4096;
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        Self {
+            max_channel_name_bytes: 246,
+            max_metadata_bytes: 1024 * 1024,
+            max_request_timeout: Duration::from_secs(3600),
+            max_grpc_connections: 4096,
+            max_grpc_streams_per_connection: 1024,
+            max_rest_connections: 1024,
+        }
+    }
 }
 
 impl Default for BrokerConfig {
@@ -99,6 +141,8 @@ impl Default for BrokerConfig {
             queues: QueueLimits::default(),
             retention: Duration::from_secs(24 * 3600),
             subscriber_buffer: 1024,
+            subscriber_buffer_bytes: 64 * 1024 * 1024,
+            limits: EdgeLimits::default(),
         }
     }
 }

@@ -85,6 +85,14 @@ pub enum KubeMqError {
     NoActiveMessageToReject,
     #[error("Error 138: no new message in queue, wait time expired")]
     NoNewMessage,
+    // The limits below are llm-router's own (the real server has none); they keep the
+    // catalogue's style and a number range of their own.
+    #[error("Error 150: invalid channel value, longer than {max} bytes; use a shorter name or raise the broker's --max-channel-name-bytes")]
+    ChannelTooLong { max: usize },
+    #[error("Error 151: invalid message, metadata and tags are larger than {max} bytes; move the data into the body or raise the broker's --max-metadata-bytes")]
+    MetadataTooLarge { max: usize },
+    #[error("Error 152: invalid set timeout value, longer than the broker's limit of {max_ms} ms; use a shorter timeout or raise the broker's --max-request-timeout")]
+    TimeoutTooLong { max_ms: u64 },
     #[error("Error 206: invalid request type")]
     InvalidRequestType,
     #[error("Error 207: invalid subscribe type")]

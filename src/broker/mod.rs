@@ -55,6 +55,7 @@ impl Broker {
     pub fn open(config: BrokerConfig) -> Result<Arc<Self>, StoreError> {
         // The recorder must exist before the queues cache their metric handles.
         crate::metrics::handle();
+        validate::apply(&config.limits);
         let store = Store::open(&config.data_dir, config.fsync)?;
         let shutdown = CancellationToken::new();
         let pubsub = pubsub::PubSub::open(&config, store.clone(), shutdown.clone())?;

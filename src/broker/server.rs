@@ -7,8 +7,9 @@ use super::{rest, Broker};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use crate::edge::{self, conn, ConnCap, HttpLimits};
+use std::time::Duration;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -69,29 +70,30 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     let rest_addr = local_addr(&http, "rest")?;
     let broker = Broker::open(config)?;
     let service = Service::new(broker.clone());
-    // Without TCP_NODELAY every small reply waits for the peer's delayed ACK (~40 ms).
-    // The builder's own nodelay option only applies to listeners tonic binds itself.
-    let incoming = TcpIncoming::from_listener(grpc, true, None).map_err(|e| StartError::Bind {
-        what: "grpc",
-        addr: grpc_addr,
-        source: std::io::Error::other(e),
-    })?;
-    // Wide HTTP/2 windows: a busy subscriber stream never stalls on WINDOW_UPDATE round trips.
+    let limits = &broker.config.limits;
+    let incoming = conn::incoming(grpc, ConnCap::new("grpc", limits.max_grpc_connections));
+    // Wide HTTP/2 windows: a busy subscriber stream never stalls on WINDOW_UPDATE round
+    // trips. Keepalive pings find peers that vanished without a FIN, so their connection
+    // slots come back.
     let grpc_server = tonic::transport::Server::builder()
         .initial_connection_window_size(8 * 1024 * 1024)
         .initial_stream_window_size(2 * 1024 * 1024)
+        .max_concurrent_streams(Some(limits.max_grpc_streams_per_connection))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(service.clone().into_server())
         .serve_with_incoming_shutdown(incoming, broker.shutdown.clone().cancelled_owned());
-    let rest_server = axum::serve(http, rest::router(service))
-        .tcp_nodelay(true)
-        .with_graceful_shutdown(broker.shutdown.clone().cancelled_owned());
+    let rest_server = edge::serve(
+        http,
+        rest::router(service),
+        "rest",
+        HttpLimits::new(limits.max_rest_connections),
+        broker.shutdown.clone().cancelled_owned(),
+    );
     let task = tokio::spawn(async move {
-        let (g, r) = tokio::join!(grpc_server, rest_server);
+        let (g, ()) = tokio::join!(grpc_server, rest_server);
         if let Err(e) = g {
             tracing::error!("gRPC server stopped with an error: {e}");
-        }
-        if let Err(e) = r {
-            tracing::error!("REST server stopped with an error: {e}");
         }
     });
     Ok(RunningBroker {

@@ -39,12 +39,19 @@ pub struct AppState {
 ///    [`metrics::RouteLabel`] response extension the chat handler sets.
 /// 3. [`auth::require_key`] (`/v1/*`): 401 without a valid key; adds [`auth::Caller`].
 /// 4. [`limit::per_key`] (`/v1/*`): 429 with `Retry-After` beyond the caller's rate.
-/// 5. [`DefaultBodyLimit`]: the chat handler turns a longer body into a 413; `/v1/files`
+/// 5. [`limit::in_flight`] (chat and embeddings): 429 while `max_in_flight` requests
+///    are being answered.
+/// 6. [`DefaultBodyLimit`]: the chat handler turns a longer body into a 413; `/v1/files`
 ///    and `/v1/batches` have the larger upload cap (`max_upload`).
 ///
 /// `/health`, `/ready`, `/metrics` and the status page (`/status`, `/status.json`) need
 /// no key.
-pub fn router(state: Arc<AppState>, keys: ApiKeys, limit: KeyLimit) -> Router {
+pub fn router(
+    state: Arc<AppState>,
+    keys: ApiKeys,
+    limit: KeyLimit,
+    in_flight: limit::InFlight,
+) -> Router {
     let max_body = state.max_body;
     let max_upload = state.batches.max_upload;
     let batch_api = Router::new()
@@ -58,8 +65,9 @@ pub fn router(state: Arc<AppState>, keys: ApiKeys, limit: KeyLimit) -> Router {
     let v1 = Router::new()
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/embeddings", post(chat::embeddings))
-        .route("/v1/models", get(models::list))
         .layer(DefaultBodyLimit::max(max_body))
+        .route_layer(from_fn_with_state(in_flight, limit::in_flight))
+        .route("/v1/models", get(models::list))
         .merge(batch_api)
         .route_layer(from_fn_with_state(limit, limit::per_key))
         .route_layer(from_fn_with_state(keys, auth::require_key))

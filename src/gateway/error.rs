@@ -36,6 +36,8 @@ pub enum ApiError {
     BodyTooLarge { limit: usize },
     #[error("too many requests for this API key: retry after {}s", retry_after_secs(*.retry_after))]
     KeyRateLimited { retry_after: Duration },
+    #[error("this gateway is answering {max} requests already, the most it takes at once: retry in a second, or raise --max-in-flight")]
+    Busy { max: usize },
     /// The worker's text: every target is rate-limited beyond the deadline.
     #[error("{0}")]
     RouteRateLimited(String),
@@ -78,9 +80,9 @@ impl ApiError {
             | ApiError::WorkerUnknownRoute(_)
             | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::KeyRateLimited { .. } | ApiError::RouteRateLimited(_) => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::KeyRateLimited { .. }
+            | ApiError::RouteRateLimited(_)
+            | ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UpstreamFailed(_)
             | ApiError::BrokerRejected(_)
             | ApiError::BadWorkerReply(_) => StatusCode::BAD_GATEWAY,
@@ -106,6 +108,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => ("invalid_request_error", "body_too_large"),
             ApiError::KeyRateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
             ApiError::RouteRateLimited(_) => ("rate_limit_error", "rate_limited"),
+            ApiError::Busy { .. } => ("rate_limit_error", "gateway_busy"),
             ApiError::UpstreamFailed(_) => ("server_error", "upstream_failed"),
             ApiError::UpstreamTimedOut(_) => ("server_error", "upstream_timeout"),
             ApiError::NoWorker { .. } => ("server_error", "no_worker"),
@@ -141,8 +144,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), axum::Json(self.body())).into_response();
-        if let ApiError::KeyRateLimited { retry_after } = &self {
-            let secs = HeaderValue::from(retry_after_secs(*retry_after));
+        let retry_after = match &self {
+            ApiError::KeyRateLimited { retry_after } => Some(retry_after_secs(*retry_after)),
+            ApiError::Busy { .. } => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            let secs = HeaderValue::from(secs);
             response.headers_mut().insert(header::RETRY_AFTER, secs);
         }
         response

@@ -1,15 +1,23 @@
 //! Per-caller request rate limit (GCRA from `governor`): one bucket per API key, or one
-//! shared bucket when no keys are set. Beyond it: 429 with `Retry-After`.
+//! shared bucket when no keys are set. Beyond it: 429 with `Retry-After`. And a cap on
+//! requests in flight at once (streams included, until their last byte), so that
+//! however many connections clients open, the gateway holds a bounded amount of work.
 
 use super::auth::Caller;
 use super::error::ApiError;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The limiter, or none when no limit is configured.
 #[derive(Clone, Default)]
@@ -48,6 +56,60 @@ pub async fn per_key(State(limit): State<KeyLimit>, req: Request, next: Next) ->
     match limit.check(caller) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
+    }
+}
+
+/// The most requests answered at once.
+#[derive(Clone)]
+pub struct InFlight {
+    slots: Arc<Semaphore>,
+    max: usize,
+}
+
+impl InFlight {
+    pub fn new(max: usize) -> Self {
+        let max = max.max(1);
+        Self {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+}
+
+/// Middleware: 429 when every slot is taken; otherwise the slot is held until the
+/// response body (a whole answer or a stream) has been sent or dropped.
+pub async fn in_flight(State(limit): State<InFlight>, req: Request, next: Next) -> Response {
+    let Ok(slot) = limit.slots.clone().try_acquire_owned() else {
+        return ApiError::Busy { max: limit.max }.into_response();
+    };
+    next.run(req)
+        .await
+        .map(|body| Body::new(Holding { body, _slot: slot }))
+}
+
+/// A response body that keeps its request's slot until it is done.
+struct Holding {
+    body: Body,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl HttpBody for Holding {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -66,7 +66,16 @@ pub struct GatewayOptions {
     pub rate_limit: Option<NonZeroU32>,
     /// Largest upload to `/v1/files` (and body to `/v1/batches`), bytes; beyond it 413.
     pub max_upload: usize,
+    /// Connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// Chat and embeddings requests answered at once (streams until their end); 429 beyond.
+    pub max_in_flight: usize,
 }
+
+/// Default of [`GatewayOptions::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default of [`GatewayOptions::max_in_flight`].
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 2048;
 
 impl GatewayOptions {
     pub fn new(broker: impl Into<String>, listen: SocketAddr) -> Self {
@@ -78,6 +87,8 @@ impl GatewayOptions {
             max_body: DEFAULT_MAX_BODY,
             rate_limit: None,
             max_upload: batchapi::DEFAULT_MAX_UPLOAD,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -185,18 +196,12 @@ pub async fn start(
         state,
         options.keys.clone(),
         KeyLimit::new(options.rate_limit),
+        limit::InFlight::new(options.max_in_flight),
     );
+    let limits = crate::edge::HttpLimits::new(options.max_connections);
     let stop = shutdown.clone().cancelled_owned();
     let task = tokio::spawn(async move {
-        // Without nodelay a stream's first chunk, a small write right after the response
-        // head, waits for the client's delayed ACK (about 40 ms).
-        if let Err(e) = axum::serve(listener, app)
-            .tcp_nodelay(true)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!("gateway server failed: {e}");
-        }
+        crate::edge::serve(listener, app, "gateway", limits, stop).await;
     });
     tracing::info!(
         keys = options.keys.len(),

@@ -22,9 +22,10 @@ pub async fn serve(
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(Arc::new(workers));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // Scrapers and probes only: a few connections are plenty.
+    let limits = crate::edge::HttpLimits::new(64);
+    crate::edge::serve(listener, app, "worker_metrics", limits, shutdown).await;
+    Ok(())
 }
 
 async fn ready(State(workers): State<Arc<Vec<Arc<Status>>>>) -> Response {
@@ -38,7 +39,7 @@ async fn ready(State(workers): State<Arc<Vec<Arc<Status>>>>) -> Response {
 async fn metrics() -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::handle().render(),
+        crate::metrics::render(),
     )
         .into_response()
 }

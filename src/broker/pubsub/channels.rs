@@ -70,7 +70,7 @@ struct StatsJson {
 /// Answers one channel-management query: `Executed:true` with a JSON body, or
 /// `Executed:false` with the reason in `Error`.
 pub async fn handle(broker: &Broker, request: Request) -> Result<Response, Status> {
-    validate_request(&request)?;
+    validate_request(&request, broker.config.limits.max_request_timeout)?;
     let outcome = run(broker, &request).await;
     let (executed, body, error) = match outcome {
         Ok(body) => (true, body, String::new()),

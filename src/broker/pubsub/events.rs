@@ -14,7 +14,7 @@ pub fn validate_event(event: &Event) -> Result<(), KubeMqError> {
     if event.metadata.is_empty() && event.body.is_empty() {
         return Err(KubeMqError::MessageEmpty);
     }
-    Ok(())
+    validate::metadata(&event.metadata, &event.tags)
 }
 
 /// Subscription checks shared by events and events store: 101, then 102/119/108.

@@ -36,10 +36,11 @@ use crate::kubemq::{Event, EventReceive, Request, Response, Result as EventResul
 use events_store::EventsStore;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use registry::Registry;
+use registry::{Buffer, Registry, Subscribed};
 use stats::{Book, Kind};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -65,7 +66,9 @@ pub struct PubSub {
     pending: Arc<requests::Pending>,
     book: Arc<Book>,
     /// Capacity of each subscriber's buffer.
-    buffer: usize,
+    buffer: Buffer,
+    /// Longest wait a command or query may ask for.
+    max_request_timeout: Duration,
     /// Cancelled at broker shutdown: subscriptions end and waiting requests give up.
     shutdown: CancellationToken,
 }
@@ -78,11 +81,14 @@ impl PubSub {
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, StoreError> {
         let book = Arc::new(Book::default());
-        let buffer = config.subscriber_buffer.max(1);
+        let buffer = Buffer {
+            messages: config.subscriber_buffer.max(1),
+            bytes: config.subscriber_buffer_bytes.max(1),
+        };
         let es = Arc::new(EventsStore::open(
             store,
             book.clone(),
-            buffer,
+            buffer.messages,
             shutdown.clone(),
         )?);
         es.apply_retention(config.retention);
@@ -100,7 +106,7 @@ impl PubSub {
                 pending.close();
             });
         }
-        Ok(Arc::new(Self {
+        let pubsub = Arc::new(Self {
             events: Registry::new(Kind::Events.name()),
             commands: Registry::new(Kind::Commands.name()),
             queries: Registry::new(Kind::Queries.name()),
@@ -108,8 +114,13 @@ impl PubSub {
             pending,
             book,
             buffer,
+            max_request_timeout: config.limits.max_request_timeout,
             shutdown,
-        }))
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(sweep_loop(Arc::downgrade(&pubsub), pubsub.shutdown.clone()));
+        }
+        Ok(pubsub)
     }
 
     pub async fn send_event(&self, event: Event) -> Result<EventResult, Status> {
@@ -233,10 +244,49 @@ impl PubSub {
     }
 }
 
+/// How long a channel that appeared by use stays listed after its last message, once
+/// nobody subscribes to it by name.
+const IDLE_CHANNEL: Duration = Duration::from_secs(60);
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Forgets idle channels (see [`Book::sweep`]) until shutdown.
+async fn sweep_loop(pubsub: std::sync::Weak<PubSub>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let Some(pubsub) = pubsub.upgrade() else {
+            return;
+        };
+        pubsub.sweep_idle_channels(IDLE_CHANNEL);
+    }
+}
+
 impl PubSub {
+    /// Forgets the events, commands and queries channels idle for `idle` that nobody
+    /// subscribes to by name. Events-store channels hold messages and stay (retention
+    /// ages those).
+    pub fn sweep_idle_channels(&self, idle: Duration) -> usize {
+        let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        let before = super::ids::now_ns() / 1_000_000 - idle_ms;
+        [
+            (Kind::Events, &self.events as &dyn Subscribed),
+            (Kind::Commands, &self.commands),
+            (Kind::Queries, &self.queries),
+        ]
+        .into_iter()
+        .map(|(kind, registry)| {
+            self.book
+                .sweep(kind, before, |name| registry.subscribed(name))
+        })
+        .sum()
+    }
+
     /// Registers a channel (channel management `create-channel`).
     pub fn create_channel(&self, kind: Kind, channel: &str) {
-        self.book.channel(kind, channel).touch();
+        self.book.pin(kind, channel);
         if kind == Kind::EventsStore {
             self.store.create(channel);
         }

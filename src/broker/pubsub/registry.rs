@@ -19,10 +19,39 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::Status;
 
+/// What a message weighs in a subscriber's byte budget: the bytes a client sent.
+pub trait Weigh {
+    fn weight(&self) -> usize;
+}
+
+impl Weigh for crate::kubemq::EventReceive {
+    fn weight(&self) -> usize {
+        self.body.len() + self.metadata.len()
+    }
+}
+
+impl Weigh for crate::kubemq::Request {
+    fn weight(&self) -> usize {
+        self.body.len() + self.metadata.len()
+    }
+}
+
+/// How much one subscriber's buffer may hold: messages and bytes, whichever fills first.
+/// One message always fits an empty buffer, so a message under the size limit is never
+/// undeliverable.
+#[derive(Debug, Clone, Copy)]
+pub struct Buffer {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
 struct Entry<T> {
     id: u64,
     group: String,
     tx: mpsc::Sender<T>,
+    /// Bytes waiting in `tx`, against `budget`.
+    queued: Arc<AtomicUsize>,
+    budget: usize,
     /// Requests handed to this subscriber and not yet answered or expired; kept by the
     /// requests path (always 0 for events) so a group favours its least busy member.
     unanswered: Arc<AtomicUsize>,
@@ -31,7 +60,26 @@ struct Entry<T> {
 /// Where one copy of a message goes.
 pub struct Target<T> {
     tx: mpsc::Sender<T>,
+    queued: Arc<AtomicUsize>,
+    budget: usize,
     pub unanswered: Arc<AtomicUsize>,
+}
+
+impl<T: Weigh> Target<T> {
+    /// Hands `item` over without waiting, or gives it back when the buffer is full by
+    /// count or by bytes.
+    fn try_send(&self, item: T) -> Result<(), T> {
+        let weight = item.weight();
+        let queued = self.queued.fetch_add(weight, Ordering::AcqRel);
+        if queued > 0 && queued + weight > self.budget {
+            self.queued.fetch_sub(weight, Ordering::AcqRel);
+            return Err(item);
+        }
+        self.tx.try_send(item).map_err(|e| {
+            self.queued.fetch_sub(weight, Ordering::AcqRel);
+            e.into_inner()
+        })
+    }
 }
 
 struct Table<T> {
@@ -69,7 +117,7 @@ pub struct Delivery {
     pub dropped: usize,
 }
 
-impl<T: Clone + Send + 'static> Registry<T> {
+impl<T: Clone + Send + Weigh + 'static> Registry<T> {
     /// An empty registry; `pattern` labels its metrics.
     pub fn new(pattern: &'static str) -> Self {
         Self {
@@ -90,15 +138,18 @@ impl<T: Clone + Send + 'static> Registry<T> {
         &self,
         channel: &str,
         group: &str,
-        buffer: usize,
+        buffer: Buffer,
         until: CancellationToken,
     ) -> SubStream<T, Registration<T>> {
-        let (tx, rx) = mpsc::channel(buffer.max(1));
+        let (tx, rx) = mpsc::channel(buffer.messages.max(1));
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let queued = Arc::new(AtomicUsize::new(0));
         let entry = Entry {
             id,
             group: group.to_owned(),
             tx,
+            queued: queued.clone(),
+            budget: buffer.bytes,
             unanswered: Arc::default(),
         };
         {
@@ -119,7 +170,7 @@ impl<T: Clone + Send + 'static> Registry<T> {
             id,
             channel: channel.to_owned(),
         };
-        SubStream::new(rx, guard, until)
+        SubStream::new(rx, guard, until).weighed(queued)
     }
 
     /// The subscriptions that get a message published on `channel`.
@@ -153,7 +204,7 @@ impl<T: Clone + Send + 'static> Registry<T> {
         for (i, target) in targets.into_iter().enumerate() {
             let item = if i + 1 == n { msg.take() } else { msg.clone() };
             let Some(item) = item else { break };
-            if target.tx.try_send(item).is_ok() {
+            if target.try_send(item).is_ok() {
                 result.delivered += 1;
             } else {
                 result.dropped += 1;
@@ -181,10 +232,29 @@ impl<T: Clone + Send + 'static> Registry<T> {
     }
 }
 
+/// Whether someone subscribes to a channel by its exact name; lets the channel sweep
+/// treat every pattern's registry alike.
+pub trait Subscribed {
+    fn subscribed(&self, channel: &str) -> bool;
+}
+
+impl<T> Subscribed for Registry<T> {
+    fn subscribed(&self, channel: &str) -> bool {
+        self.shared
+            .table
+            .read()
+            .exact
+            .get(channel)
+            .is_some_and(|v| !v.is_empty())
+    }
+}
+
 impl<T> Entry<T> {
     fn target(&self) -> Target<T> {
         Target {
             tx: self.tx.clone(),
+            queued: self.queued.clone(),
+            budget: self.budget,
             unanswered: self.unanswered.clone(),
         }
     }
@@ -192,7 +262,7 @@ impl<T> Entry<T> {
     /// Lower is better: members with buffer room first, then the least busy.
     fn load(&self) -> (bool, usize) {
         (
-            self.tx.capacity() == 0,
+            self.tx.capacity() == 0 || self.queued.load(Ordering::Relaxed) >= self.budget,
             self.unanswered.load(Ordering::Relaxed),
         )
     }
@@ -247,6 +317,8 @@ pub struct SubStream<T, G> {
     /// Undoes the subscription when the stream is dropped.
     _guard: G,
     until: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The byte count of a [`Buffer`] budget, lowered as messages leave.
+    queued: Option<Arc<AtomicUsize>>,
 }
 
 impl<T, G> SubStream<T, G> {
@@ -255,17 +327,26 @@ impl<T, G> SubStream<T, G> {
             rx,
             _guard: guard,
             until: Box::pin(until.cancelled_owned()),
+            queued: None,
         }
+    }
+
+    fn weighed(mut self, queued: Arc<AtomicUsize>) -> Self {
+        self.queued = Some(queued);
+        self
     }
 }
 
-impl<T, G: Unpin> Stream for SubStream<T, G> {
+impl<T: Weigh, G: Unpin> Stream for SubStream<T, G> {
     type Item = Result<T, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         // Buffered messages first: the cancellation future (a lock on the shared token)
         // is only polled when the stream would otherwise wait.
         if let Poll::Ready(msg) = self.rx.poll_recv(cx) {
+            if let (Some(queued), Some(msg)) = (&self.queued, &msg) {
+                queued.fetch_sub(msg.weight(), Ordering::AcqRel);
+            }
             return Poll::Ready(msg.map(Ok));
         }
         match self.until.as_mut().poll(cx) {

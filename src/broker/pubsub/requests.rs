@@ -94,7 +94,7 @@ impl Drop for PendingGuard<'_> {
 
 /// The request's kind, after the checks of `SendRequest` in upstream order (206, 101,
 /// 102/119/108/107, 109, 115, 116).
-pub fn validate_request(req: &Request) -> Result<Kind, KubeMqError> {
+pub fn validate_request(req: &Request, max_timeout: Duration) -> Result<Kind, KubeMqError> {
     let kind = match RequestType::try_from(req.request_type_data) {
         Ok(RequestType::Command) => Kind::Commands,
         Ok(RequestType::Query) => Kind::Queries,
@@ -105,9 +105,14 @@ pub fn validate_request(req: &Request) -> Result<Kind, KubeMqError> {
     if req.timeout <= 0 {
         return Err(KubeMqError::TimeoutInvalid);
     }
+    let max_ms = u64::try_from(max_timeout.as_millis()).unwrap_or(u64::MAX);
+    if u64::try_from(req.timeout).unwrap_or(0) > max_ms {
+        return Err(KubeMqError::TimeoutTooLong { max_ms });
+    }
     if req.metadata.is_empty() && req.body.is_empty() {
         return Err(KubeMqError::RequestEmpty);
     }
+    validate::metadata(&req.metadata, &req.tags)?;
     if !req.cache_key.is_empty() && req.cache_ttl <= 0 {
         return Err(KubeMqError::CacheTtlInvalid);
     }
@@ -142,7 +147,7 @@ impl PubSub {
 
     /// SendRequest: deliver, then wait up to `Timeout` ms for the first response.
     pub(super) async fn request(&self, mut req: Request) -> Result<Response, KubeMqError> {
-        let kind = validate_request(&req)?;
+        let kind = validate_request(&req, self.max_request_timeout)?;
         if req.request_id.is_empty() {
             req.request_id = nuid();
         }

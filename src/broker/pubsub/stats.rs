@@ -26,6 +26,10 @@ impl Kind {
         }
     }
 
+    pub fn all() -> [Kind; 4] {
+        [Kind::Events, Kind::EventsStore, Kind::Commands, Kind::Queries]
+    }
+
     fn index(self) -> usize {
         match self {
             Kind::Events => 0,
@@ -46,6 +50,8 @@ pub struct Counters {
     pub responses: AtomicI64,
     /// Unix milliseconds of the last message in or out.
     pub last_activity: AtomicI64,
+    /// Created with `create-channel`: kept until deleted, however idle.
+    pub pinned: std::sync::atomic::AtomicBool,
 }
 
 /// A copy of [`Counters`] at one instant.
@@ -126,6 +132,46 @@ impl Book {
             return c.clone();
         }
         map.write().entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Registers a channel that stays until it is deleted (`create-channel`).
+    pub fn pin(&self, kind: Kind, name: &str) {
+        let counters = self.channel(kind, name);
+        counters.pinned.store(true, Ordering::Relaxed);
+        counters.touch();
+    }
+
+    /// Forgets the unpinned channels of `kind` idle since `idle_before` (Unix ms) for
+    /// which `in_use` says no; returns how many went. Channels appear by use, so without
+    /// this every per-request channel (a streamed answer's, say) would stay forever.
+    pub fn sweep(&self, kind: Kind, idle_before: i64, in_use: impl Fn(&str) -> bool) -> usize {
+        let map = &self.kinds[kind.index()];
+        let idle = |c: &Counters| {
+            !c.pinned.load(Ordering::Relaxed) && c.last_activity.load(Ordering::Relaxed) < idle_before
+        };
+        let candidates: Vec<String> = map
+            .read()
+            .iter()
+            .filter(|(name, c)| idle(c) && !in_use(name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if candidates.is_empty() {
+            return 0;
+        }
+        let mut map = map.write();
+        let before = map.len();
+        for name in candidates {
+            // Checked again under the write lock: a message may have arrived meanwhile.
+            if map.get(&name).is_some_and(|c| idle(c)) {
+                map.remove(&name);
+            }
+        }
+        before - map.len()
+    }
+
+    /// How many channels of `kind` are known.
+    pub fn len(&self, kind: Kind) -> usize {
+        self.kinds[kind.index()].read().len()
     }
 
     /// Forgets a channel; returns whether it was known.

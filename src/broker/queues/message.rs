@@ -36,6 +36,7 @@ pub(crate) fn validate(msg: &QueueMessage, limits: &QueueLimits) -> Result<(), K
     if msg.metadata.is_empty() && msg.body.is_empty() {
         return Err(KubeMqError::MessageEmpty);
     }
+    validate::metadata(&msg.metadata, &msg.tags)?;
     let p = policy(msg);
     if !(0..=limits.max_expiration_seconds).contains(&p.expiration_seconds) {
         return Err(KubeMqError::ExpirationInvalid);

@@ -160,7 +160,7 @@ async fn metrics() -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
         )],
-        crate::metrics::handle().render(),
+        crate::metrics::render(),
     )
         .into_response()
 }

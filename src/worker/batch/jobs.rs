@@ -37,7 +37,12 @@ impl Watcher {
                         if let JobEvent::Submitted { job, total, .. } = &event {
                             metrics::job_lines(job, *total);
                         }
-                        jobs.write().apply(event);
+                        let job = event.job().to_owned();
+                        let mut jobs = jobs.write();
+                        jobs.apply(event);
+                        if jobs.get(&job).is_some_and(|r| r.is_over()) {
+                            metrics::job_ended(&job);
+                        }
                     }
                     Err(e) => {
                         tracing::debug!("ignoring an unreadable event on {JOBS_CHANNEL}: {e}")

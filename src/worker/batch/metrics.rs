@@ -1,7 +1,9 @@
 //! The batch consumer's series. Labels: `route` is a configured route name; `outcome` one
-//! of [`Outcome`]'s names; `batch_job` a job id, bounded by the jobs that exist (a job's
-//! series stop changing when it ends). Not `job`: Prometheus reserves that for the scrape job.
+//! of [`Outcome`]'s names; `batch_job` a job id. A job's series go when the job ends
+//! (all its lines collected, or cancelled: [`job_ended`]) and at most [`MAX_JOBS`] jobs
+//! have series at once. Not `job`: Prometheus reserves that for the scrape job.
 
+use crate::metrics::live::{Kind, LiveFamily};
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 use std::sync::Once;
 
@@ -22,6 +24,35 @@ pub const JOB_LINES: &str = "llm_router_batch_job_lines";
 /// Lines of a job this worker finished (ok, failed or cancelled), by `batch_job`: sum over
 /// workers, divided by the job's lines, is the job's progress.
 pub const JOB_DONE: &str = "llm_router_batch_job_done_total";
+
+/// Most jobs with progress series at once; beyond it the least recently active goes.
+pub const MAX_JOBS: usize = 1000;
+
+static JOB_LINES_SERIES: LiveFamily = LiveFamily::new(
+    JOB_LINES,
+    "Lines in a batch job, by job.",
+    Kind::Gauge,
+    "batch_job",
+    MAX_JOBS,
+);
+static JOB_DONE_SERIES: LiveFamily = LiveFamily::new(
+    JOB_DONE,
+    "Lines of a batch job finished by this worker, by job.",
+    Kind::Counter,
+    "batch_job",
+    MAX_JOBS,
+);
+
+/// Removes a finished job's series.
+pub fn job_ended(job: &str) {
+    JOB_LINES_SERIES.remove(job);
+    JOB_DONE_SERIES.remove(job);
+}
+
+/// Jobs with series now (for tests and the soak benchmark).
+pub fn jobs_with_series() -> usize {
+    JOB_LINES_SERIES.len().max(JOB_DONE_SERIES.len())
+}
 
 /// What became of one delivery of a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,8 +103,6 @@ pub fn describe() {
         describe_gauge!(QUEUE_DEPTH, "Batch lines waiting in a route's queue, by route.");
         describe_gauge!(OLDEST_AGE, Unit::Seconds, "Age of the oldest batch line waiting in a route's queue, by route.");
         describe_gauge!(IN_FLIGHT, "Batch lines a worker is working on now, by route.");
-        describe_gauge!(JOB_LINES, "Lines in a batch job, by job.");
-        describe_counter!(JOB_DONE, "Lines of a batch job finished by this worker, by job.");
     });
 }
 
@@ -83,7 +112,7 @@ pub fn item(route: &str, job: &str, outcome: Outcome) {
         counter!(DEAD_LETTERED, "route" => route.to_owned()).increment(1);
     }
     if outcome.is_final() && !job.is_empty() {
-        counter!(JOB_DONE, "batch_job" => job.to_owned()).increment(1);
+        JOB_DONE_SERIES.add(job, 1.0);
     }
 }
 
@@ -97,7 +126,7 @@ pub fn queue(route: &str, depth: i64, oldest_age_seconds: f64) {
 }
 
 pub fn job_lines(job: &str, total: u64) {
-    gauge!(JOB_LINES, "batch_job" => job.to_owned()).set(total as f64);
+    JOB_LINES_SERIES.set(job, total as f64);
 }
 
 /// Moves the in-flight gauge of `route` up now and down when dropped.
