@@ -428,3 +428,54 @@ mod providers {
         }
     }
 }
+
+#[tokio::test]
+async fn finished_streams_leave_no_channel_and_no_series_of_their_own() {
+    use llm_router::broker::pubsub::stats::Kind;
+    let sim = start_sim(slow(0)).await;
+    let s = Stack::new(&config(&sim, None)).await;
+    for i in 0..20 {
+        let response = s.start_stream("openai", &format!("stream {i}")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let events = read_all(response).await;
+        assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"));
+    }
+    let broker = s.broker.embedded().expect("embedded broker");
+    let pubsub = &broker.running.broker.pubsub;
+    let is_stream = |name: &str| name.starts_with("llm-router.stream.");
+    let listed = pubsub.list_channels(Kind::Events, is_stream).len();
+    assert!(listed >= 20, "streams are listed while fresh: {listed}");
+    // What the periodic sweep does once they have been idle for a minute.
+    let mut left = usize::MAX;
+    for _ in 0..100 {
+        pubsub.sweep_idle_channels(Duration::ZERO);
+        left = pubsub
+            .list_channels(Kind::Events, is_stream)
+            .into_iter()
+            .filter(|(name, _, _)| !name.ends_with(".probe"))
+            .count();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(left, 0, "stream channels stay in the book");
+    let metrics = reqwest::get(format!("{}/metrics", broker.rest_url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let per_stream = metrics
+        .lines()
+        .filter(|l| {
+            l.contains("channel=\"llm-router.stream.") && !l.contains("llm-router.stream.*")
+        })
+        .count();
+    assert_eq!(per_stream, 0, "a series per stream:\n{metrics}");
+    assert!(
+        metrics.contains("channel=\"llm-router.stream.*\""),
+        "stream traffic is counted under one label:\n{metrics}"
+    );
+    s.stop().await;
+}

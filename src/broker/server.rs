@@ -4,11 +4,11 @@ use super::config::BrokerConfig;
 use super::grpc::Service;
 use super::store::StoreError;
 use super::{rest, Broker};
+use crate::edge::{self, conn, ConnCap, HttpLimits};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
-use crate::edge::{self, conn, ConnCap, HttpLimits};
 use std::time::Duration;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// Why the broker could not start.

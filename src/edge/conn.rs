@@ -51,7 +51,10 @@ impl ConnCap {
                 open.increment(1.0);
                 Some(Capped {
                     io,
-                    _slot: Slot { _permit: permit, open },
+                    _slot: Slot {
+                        _permit: permit,
+                        open,
+                    },
                 })
             }
             Err(_) => {
@@ -162,7 +165,10 @@ pub async fn accept(listener: &TcpListener, cap: &ConnCap) -> Capped<TcpStream> 
                 }
             }
             Err(e) => {
-                tracing::warn!(listener = cap.listener, "accept failed: {e}; retrying in 50 ms");
+                tracing::warn!(
+                    listener = cap.listener,
+                    "accept failed: {e}; retrying in 50 ms"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }

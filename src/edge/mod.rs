@@ -9,5 +9,5 @@
 pub mod conn;
 pub mod http;
 
-pub use conn::{ConnCap, Capped};
+pub use conn::{Capped, ConnCap};
 pub use http::{serve, HttpLimits};

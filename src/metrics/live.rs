@@ -111,7 +111,13 @@ impl LiveFamily {
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
         let _ = writeln!(out, "# TYPE {} {kind}", self.name);
         for (value, (v, _)) in series.iter() {
-            let _ = writeln!(out, "{}{{{}=\"{}\"}} {v}", self.name, self.label, escape(value));
+            let _ = writeln!(
+                out,
+                "{}{{{}=\"{}\"}} {v}",
+                self.name,
+                self.label,
+                escape(value)
+            );
         }
     }
 }
@@ -150,10 +156,16 @@ mod tests {
         F.add("b", 1.0);
         F.add("c\"", 5.0);
         let text = render();
-        assert!(!text.contains("id=\"a\""), "the least recently changed went: {text}");
+        assert!(
+            !text.contains("id=\"a\""),
+            "the least recently changed went: {text}"
+        );
         assert!(text.contains("t_live{id=\"c\\\"\"} 5"), "{text}");
         F.remove("b");
         F.remove("c\"");
-        assert!(!render().contains("t_live"), "an empty family renders nothing");
+        assert!(
+            !render().contains("t_live"),
+            "an empty family renders nothing"
+        );
     }
 }

@@ -355,3 +355,42 @@ impl<T: Weigh, G: Unpin> Stream for SubStream<T, G> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubemq::EventReceive;
+    use futures::StreamExt;
+
+    fn sized(n: usize) -> EventReceive {
+        EventReceive {
+            body: vec![0; n],
+            ..EventReceive::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_buffer_holds_at_most_its_bytes_and_frees_them_as_it_drains() {
+        let registry = Registry::<EventReceive>::new("events");
+        let buffer = Buffer {
+            messages: 100,
+            bytes: 1000,
+        };
+        let mut stream = registry.subscribe("c", "", buffer, CancellationToken::new());
+        let publish = |n| registry.deliver(registry.route("c"), sized(n));
+        assert_eq!(publish(600).delivered, 1);
+        assert_eq!(publish(400).delivered, 1, "exactly the budget fits");
+        assert_eq!(publish(1).dropped, 1, "one byte over is dropped");
+        let first = stream.next().await.expect("open").expect("message");
+        assert_eq!(first.body.len(), 600);
+        assert_eq!(publish(600).delivered, 1, "drained bytes are free again");
+        for _ in 0..2 {
+            stream.next().await.expect("open").expect("message");
+        }
+        assert_eq!(
+            publish(5000).delivered,
+            1,
+            "an empty buffer takes one message of any size"
+        );
+    }
+}

@@ -27,7 +27,12 @@ impl Kind {
     }
 
     pub fn all() -> [Kind; 4] {
-        [Kind::Events, Kind::EventsStore, Kind::Commands, Kind::Queries]
+        [
+            Kind::Events,
+            Kind::EventsStore,
+            Kind::Commands,
+            Kind::Queries,
+        ]
     }
 
     fn index(self) -> usize {
@@ -147,7 +152,8 @@ impl Book {
     pub fn sweep(&self, kind: Kind, idle_before: i64, in_use: impl Fn(&str) -> bool) -> usize {
         let map = &self.kinds[kind.index()];
         let idle = |c: &Counters| {
-            !c.pinned.load(Ordering::Relaxed) && c.last_activity.load(Ordering::Relaxed) < idle_before
+            !c.pinned.load(Ordering::Relaxed)
+                && c.last_activity.load(Ordering::Relaxed) < idle_before
         };
         let candidates: Vec<String> = map
             .read()
