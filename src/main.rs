@@ -112,6 +112,10 @@ struct BrokerLimitArgs {
     /// messages.
     #[arg(long, env = "LLM_ROUTER_SUBSCRIBER_BUFFER_BYTES", default_value_t = 64 * 1024 * 1024)]
     subscriber_buffer_bytes: usize,
+    /// Seconds an events, commands or queries channel that appeared by use stays listed
+    /// after its last message, once nobody subscribes to it by name.
+    #[arg(long, env = "LLM_ROUTER_FORGET_IDLE_CHANNELS_AFTER", default_value_t = 60)]
+    forget_idle_channels_after: u64,
 }
 
 impl BrokerLimitArgs {
@@ -125,6 +129,7 @@ impl BrokerLimitArgs {
             max_rest_connections: self.max_rest_connections,
         };
         config.subscriber_buffer_bytes = self.subscriber_buffer_bytes;
+        config.forget_idle_channels_after = Duration::from_secs(self.forget_idle_channels_after);
     }
 }
 

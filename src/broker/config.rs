@@ -88,6 +88,10 @@ pub struct BrokerConfig {
     /// large messages pile up holds at most this much memory.
     pub subscriber_buffer_bytes: usize,
     pub limits: EdgeLimits,
+    /// How long an events, commands or queries channel that appeared by use stays listed
+    /// after its last message once nobody subscribes to it by name. Without forgetting,
+    /// every per-request channel (a streamed answer's) would stay for the process's life.
+    pub forget_idle_channels_after: Duration,
 }
 
 /// Caps on what one client can make the broker hold, beyond KubeMQ's own settings. The
@@ -143,6 +147,7 @@ impl Default for BrokerConfig {
             subscriber_buffer: 1024,
             subscriber_buffer_bytes: 64 * 1024 * 1024,
             limits: EdgeLimits::default(),
+            forget_idle_channels_after: Duration::from_secs(60),
         }
     }
 }

@@ -193,6 +193,11 @@ struct Listener {
     settle: watch::Sender<bool>,
 }
 
+/// Most router processes counted at once.
+const MAX_MEMBERS: usize = 4096;
+/// Longest member id counted; ours are a host name and a short random suffix.
+const MAX_MEMBER_ID_BYTES: usize = 256;
+
 impl Listener {
     async fn run(mut self, mut heartbeats: crate::kubemq::client::EventSubscription) {
         let mut sweep = tokio::time::interval(self.options.heartbeat / 4);
@@ -216,6 +221,16 @@ impl Listener {
         let now = Instant::now();
         if beat.id == self.view.id && self.first_self.is_none() {
             self.first_self = Some(now);
+        }
+        // The channel is open to any client: forged beats must not grow the table
+        // without end, nor shrink every member's share to nothing.
+        let known = self.seen.contains_key(&beat.id);
+        if !known && (self.seen.len() >= MAX_MEMBERS || beat.id.len() > MAX_MEMBER_ID_BYTES) {
+            tracing::warn!(
+                "ignoring a heartbeat on {MEMBERS_CHANNEL}: {} members are known already (the most counted is {MAX_MEMBERS}) or its id is over {MAX_MEMBER_ID_BYTES} bytes",
+                self.seen.len()
+            );
+            return;
         }
         self.seen.insert(beat.id, now);
     }

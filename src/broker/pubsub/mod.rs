@@ -118,7 +118,8 @@ impl PubSub {
             shutdown,
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(sweep_loop(Arc::downgrade(&pubsub), pubsub.shutdown.clone()));
+            let idle = config.forget_idle_channels_after;
+            rt.spawn(sweep_loop(Arc::downgrade(&pubsub), idle, pubsub.shutdown.clone()));
         }
         Ok(pubsub)
     }
@@ -244,14 +245,11 @@ impl PubSub {
     }
 }
 
-/// How long a channel that appeared by use stays listed after its last message, once
-/// nobody subscribes to it by name.
-const IDLE_CHANNEL: Duration = Duration::from_secs(60);
-const SWEEP_EVERY: Duration = Duration::from_secs(10);
-
-/// Forgets idle channels (see [`Book::sweep`]) until shutdown.
-async fn sweep_loop(pubsub: std::sync::Weak<PubSub>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
+/// Forgets channels idle for `idle` (see [`Book::sweep`]) until shutdown, looking a few
+/// times per `idle`.
+async fn sweep_loop(pubsub: std::sync::Weak<PubSub>, idle: Duration, stop: CancellationToken) {
+    let every = (idle / 6).clamp(Duration::from_millis(100), Duration::from_secs(10));
+    let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -260,7 +258,7 @@ async fn sweep_loop(pubsub: std::sync::Weak<PubSub>, stop: CancellationToken) {
         let Some(pubsub) = pubsub.upgrade() else {
             return;
         };
-        pubsub.sweep_idle_channels(IDLE_CHANNEL);
+        pubsub.sweep_idle_channels(idle);
     }
 }
 
