@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --locked
+python3 scripts/readme-commands.py target/debug/llm-router README.md
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/python-interop.sh
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/up-interop.sh
 LLM_ROUTER_BIN=target/debug/llm-router bash scripts/gateway-interop.sh
