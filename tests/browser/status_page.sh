@@ -3,20 +3,21 @@
 # the OpenAI endpoints slowed to 60 requests/min each so a batch job keeps running),
 # submits a batch job, then tests/browser/status_page.py loads /status and checks that it
 # shows the routes, workers, endpoints and the running job's progress bar, refreshes live,
-# and logs no console errors; the screenshot goes to docs/status.png.
+# and logs no console errors; the screenshot goes to target/status.png (copy it to
+# docs/status.png by hand to refresh the README picture).
 #
 # Needs Debian's `chromium` and `chromium-driver` (/usr/bin/chromium, /usr/bin/chromedriver).
 # Env: LLM_ROUTER_BIN   binary (default target/debug/llm-router; built if missing)
 #      PYTHON           python interpreter for the virtualenv (default python3)
 #      INTEROP_DIR      where the virtualenvs live (default target/python-interop)
-#      SCREENSHOT       where to save the page (default docs/status.png)
+#      SCREENSHOT       where to save the page (default target/status.png)
 # Prints one PASS/FAIL line per check and ends with `status-page: N passed, M failed`.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh status-page
 VENV=$INTEROP_DIR/browser
-export SCREENSHOT=${SCREENSHOT:-$ROOT/docs/status.png}
+export SCREENSHOT=${SCREENSHOT:-$ROOT/target/status.png}
 LINES=150
 
 start_router() {
