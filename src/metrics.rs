@@ -45,6 +45,66 @@ pub fn render() -> String {
     text
 }
 
+/// Whose series a `/metrics` port serves. `up` runs every role in one process with one
+/// recorder; if each port served everything, a Prometheus scraping the broker, worker and
+/// gateway jobs would count every series three times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `llm_router_broker_*`, and the gRPC and REST listeners' connection series.
+    Broker,
+    /// `llm_router_gateway_*`, and the gateway listener's connection series.
+    Gateway,
+    /// Everything else: routing, providers, batch consumption, members.
+    Worker,
+}
+
+impl Role {
+    fn owns_family(self, name: &str) -> bool {
+        let broker = name.starts_with("llm_router_broker_");
+        let gateway = name.starts_with("llm_router_gateway_");
+        match self {
+            Role::Broker => broker,
+            Role::Gateway => gateway,
+            Role::Worker => !broker && !gateway,
+        }
+    }
+
+    fn owns_listener(self, listener: &str) -> bool {
+        match self {
+            Role::Broker => listener == "grpc" || listener == "rest",
+            Role::Gateway => listener == "gateway",
+            Role::Worker => !matches!(listener, "grpc" | "rest" | "gateway"),
+        }
+    }
+
+    /// Whether a line of the text format belongs to this role.
+    fn owns_line(self, line: &str) -> bool {
+        let name = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+            .unwrap_or(line);
+        let name = name.split(['{', ' ']).next().unwrap_or_default();
+        if name.starts_with(crate::edge::conn::FAMILY_PREFIX) {
+            // Shared by every listener: a sample goes to the role of its listener.
+            return match line.split_once("listener=\"") {
+                Some((_, rest)) => self.owns_listener(rest.split('"').next().unwrap_or_default()),
+                None => true,
+            };
+        }
+        self.owns_family(name)
+    }
+}
+
+/// [`render`], keeping only `role`'s series.
+pub fn render_for(role: Role) -> String {
+    let mut out = String::new();
+    for line in render().lines().filter(|l| l.is_empty() || role.owns_line(l)) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// How often histogram samples are folded into their buckets between scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -90,4 +150,33 @@ pub fn channel_label(channel: &str) -> String {
     }
     seen.insert(channel.to_owned());
     channel.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_role_keeps_its_own_series() {
+        let broker = "llm_router_broker_queue_depth{channel=\"q\"} 1";
+        let gateway = "# TYPE llm_router_gateway_requests_total counter";
+        let worker = "llm_router_requests_total{route=\"r\",outcome=\"ok\"} 2";
+        let rest = "llm_router_connections_open{listener=\"rest\"} 1";
+        let gw_conn = "llm_router_connections_open{listener=\"gateway\"} 3";
+        for (line, owner) in [
+            (broker, Role::Broker),
+            (gateway, Role::Gateway),
+            (worker, Role::Worker),
+            (rest, Role::Broker),
+            (gw_conn, Role::Gateway),
+        ] {
+            for role in [Role::Broker, Role::Gateway, Role::Worker] {
+                assert_eq!(role.owns_line(line), role == owner, "{role:?} {line}");
+            }
+        }
+        let help = "# HELP llm_router_connections_open Connections open now.";
+        assert!([Role::Broker, Role::Gateway, Role::Worker]
+            .iter()
+            .all(|r| r.owns_line(help)));
+    }
 }

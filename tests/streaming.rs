@@ -169,13 +169,18 @@ async fn chunks_arrive_as_the_provider_sends_them() {
         usage.is_some_and(|u| u["usage"]["completion_tokens"] == 8),
         "{events:?}"
     );
-    let metrics = s.metrics().await;
-    for series in [
-        "llm_router_stream_first_chunk_seconds_count{route=\"openai\"}",
-        "llm_router_gateway_stream_first_chunk_seconds_count{route=\"openai\"}",
-    ] {
-        assert!(metrics.contains(series), "no {series} in:\n{metrics}");
-    }
+    // The gateway's port serves the gateway's series; the worker's (in this process) are
+    // the worker role's.
+    let gateway = s.metrics().await;
+    let series = "llm_router_gateway_stream_first_chunk_seconds_count{route=\"openai\"}";
+    assert!(gateway.contains(series), "no {series} in:\n{gateway}");
+    let worker = llm_router::metrics::render_for(llm_router::metrics::Role::Worker);
+    let series = "llm_router_stream_first_chunk_seconds_count{route=\"openai\"}";
+    assert!(worker.contains(series), "no {series} in:\n{worker}");
+    assert!(
+        !gateway.contains(series),
+        "the gateway's port serves only the gateway's series"
+    );
     assert_eq!(sim.stats().streams, 1);
     s.stop().await;
 }

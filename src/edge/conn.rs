@@ -13,6 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// What the connection series' names start with (every listener has them).
+pub const FAMILY_PREFIX: &str = "llm_router_connections_";
 /// Connections refused because a listener was at its cap, by listener.
 pub const REFUSED: &str = "llm_router_connections_refused_total";
 /// Connections open now, by listener.

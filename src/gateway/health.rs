@@ -25,7 +25,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
 pub async fn metrics() -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(),
+        crate::metrics::render_for(crate::metrics::Role::Gateway),
     )
         .into_response()
 }

@@ -39,7 +39,7 @@ async fn ready(State(workers): State<Arc<Vec<Arc<Status>>>>) -> Response {
 async fn metrics() -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(),
+        crate::metrics::render_for(crate::metrics::Role::Worker),
     )
         .into_response()
 }

@@ -160,7 +160,7 @@ async fn metrics() -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
         )],
-        crate::metrics::render(),
+        crate::metrics::render_for(crate::metrics::Role::Broker),
     )
         .into_response()
 }
