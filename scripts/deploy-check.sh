@@ -35,6 +35,8 @@ if command -v promtool >/dev/null 2>&1; then
   sed "s|/etc/prometheus/alerts.yml|$PWD/deploy/prometheus/alerts.yml|" deploy/prometheus/prometheus.yml >"$tmp/prometheus.yml"
   promtool check config "$tmp/prometheus.yml" >/dev/null
   echo "PASS promtool check config deploy/prometheus/prometheus.yml"
+  promtool check config deploy/prometheus/up.yml >/dev/null
+  echo "PASS promtool check config deploy/prometheus/up.yml"
 else
   echo "SKIP promtool check config: no promtool here"
 fi
