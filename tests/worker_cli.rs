@@ -50,6 +50,27 @@ fn worker_without_keys_refuses_to_start_naming_the_variable() {
     assert!(stderr.contains("--sim"), "{stderr}");
 }
 
+#[test]
+fn a_taken_port_is_named_once_with_what_to_do() {
+    let dir = tempfile::tempdir().expect("dir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let out = llm_router(dir.path())
+        .args(["broker", "--grpc-port", &port.to_string()])
+        .args(["--rest-port", &free_port().to_string(), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("run broker");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pick another port with --grpc-port"), "{stderr}");
+    assert_eq!(
+        stderr.matches("in use").count(),
+        1,
+        "the cause is said once: {stderr}"
+    );
+}
+
 /// Reads `up`'s stdout until its ready block is complete.
 fn read_ready_block(child: &mut Child) -> String {
     let stdout = child.stdout.take().expect("stdout");

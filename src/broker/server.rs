@@ -16,11 +16,12 @@ use tokio::task::JoinHandle;
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot listen on {addr} for {what}: {source}; pick another port with --{what}-port or stop what uses it")]
+    #[error("cannot listen on {addr} for {what}: {cause}; pick another port with --{what}-port or stop what uses it")]
     Bind {
         what: &'static str,
         addr: SocketAddr,
-        source: std::io::Error,
+        /// Not `source`: the message already says it, and a chained source would repeat it.
+        cause: std::io::Error,
     },
 }
 
@@ -59,7 +60,7 @@ impl RunningBroker {
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| StartError::Bind { what, addr, source })
+        .map_err(|cause| StartError::Bind { what, addr, cause })
 }
 
 /// Opens the store, binds both listeners and serves until `broker.shutdown` is cancelled.
@@ -105,9 +106,9 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
 }
 
 fn local_addr(listener: &TcpListener, what: &'static str) -> Result<SocketAddr, StartError> {
-    listener.local_addr().map_err(|source| StartError::Bind {
+    listener.local_addr().map_err(|cause| StartError::Bind {
         what,
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        source,
+        cause,
     })
 }

@@ -106,10 +106,11 @@ pub fn default_id() -> String {
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("cannot listen on {addr} for the gateway: {source}; pick another address with --listen (or --gateway-listen for up)")]
+    #[error("cannot listen on {addr} for the gateway: {cause}; pick another address with --listen (or --gateway-listen for up)")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        /// Not `source`: the message already says it, and a chained source would repeat it.
+        cause: std::io::Error,
     },
 }
 
@@ -162,13 +163,13 @@ pub async fn start(
     metrics::describe();
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
-        .map_err(|source| GatewayError::Bind {
+        .map_err(|cause| GatewayError::Bind {
             addr: options.listen,
-            source,
+            cause,
         })?;
-    let addr = listener.local_addr().map_err(|source| GatewayError::Bind {
+    let addr = listener.local_addr().map_err(|cause| GatewayError::Bind {
         addr: options.listen,
-        source,
+        cause,
     })?;
     let shutdown = CancellationToken::new();
     let broker = BrokerLink::connect(&options.broker, &options.client_id, shutdown.clone());
