@@ -152,8 +152,8 @@ async fn chats(http: &reqwest::Client, port: u16, from: usize, n: usize) {
 
 /// `jobs` batch jobs of 5 lines each, submitted and waited for one after the other.
 fn batch_jobs(setup_dir: &Path, grpc: u16, jobs: usize) {
-    let bin = std::env::var_os("BENCH_BIN")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_llm-router").into());
+    let bin =
+        std::env::var_os("BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_llm-router").into());
     let config = setup_dir.join("config");
     for j in 0..jobs {
         let input = setup_dir.join(format!("job-{j}.jsonl"));
@@ -182,7 +182,10 @@ fn batch_jobs(setup_dir: &Path, grpc: u16, jobs: usize) {
             .status()
             .unwrap();
         assert!(status.success(), "batch job {j} failed");
-        let answered = std::fs::read_to_string(&out).unwrap_or_default().lines().count();
+        let answered = std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .count();
         assert_eq!(answered, 5, "job {j}: {answered} of 5 lines answered");
     }
 }

@@ -114,7 +114,11 @@ struct BrokerLimitArgs {
     subscriber_buffer_bytes: usize,
     /// Seconds an events, commands or queries channel that appeared by use stays listed
     /// after its last message, once nobody subscribes to it by name.
-    #[arg(long, env = "LLM_ROUTER_FORGET_IDLE_CHANNELS_AFTER", default_value_t = 60)]
+    #[arg(
+        long,
+        env = "LLM_ROUTER_FORGET_IDLE_CHANNELS_AFTER",
+        default_value_t = 60
+    )]
     forget_idle_channels_after: u64,
 }
 

@@ -98,7 +98,10 @@ impl Role {
 /// [`render`], keeping only `role`'s series.
 pub fn render_for(role: Role) -> String {
     let mut out = String::new();
-    for line in render().lines().filter(|l| l.is_empty() || role.owns_line(l)) {
+    for line in render()
+        .lines()
+        .filter(|l| l.is_empty() || role.owns_line(l))
+    {
         out.push_str(line);
         out.push('\n');
     }

@@ -63,7 +63,10 @@ fn a_taken_port_is_named_once_with_what_to_do() {
         .expect("run broker");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("pick another port with --grpc-port"), "{stderr}");
+    assert!(
+        stderr.contains("pick another port with --grpc-port"),
+        "{stderr}"
+    );
     assert_eq!(
         stderr.matches("in use").count(),
         1,

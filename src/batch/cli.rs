@@ -8,10 +8,13 @@ use super::submit::{self, SubmitOptions};
 use crate::kubemq::client::{Client, ClientOptions};
 use crate::kubemq::queues::QueueClient;
 use anyhow::{bail, Context as _};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use parking_lot::Mutex;
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 pub struct BatchArgs {
@@ -232,7 +235,8 @@ async fn results(
         bar.set_message(format!("failed {}", p.failed));
     };
     let done = collect::collect(client, queues, record, &options, &mut show).await?;
-    bar.finish();
+    // Cleared, so the summary gets a line of its own instead of the bar's.
+    bar.finish_and_clear();
     eprint(&format!(
         "{}: {} ok in {}, {} failed in {}{}",
         record.id,
@@ -252,14 +256,86 @@ async fn results(
     Ok(())
 }
 
+/// The bar's rate and ETA come from the lines finished since the bar started, not from
+/// indicatif's own estimate: collecting a job that was half done jumps the position at
+/// once, which made that estimate read "ETA 0s" throughout.
 fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let first: Arc<Mutex<Option<(Instant, u64)>>> = Arc::default();
+    let pace = move |state: &ProgressState| {
+        let mut first = first.lock();
+        let (t0, p0) = *first.get_or_insert((Instant::now(), state.pos()));
+        Pace {
+            lines: state.pos().saturating_sub(p0),
+            elapsed: t0.elapsed(),
+            remaining: state.len().unwrap_or(0).saturating_sub(state.pos()),
+        }
+    };
+    let (rate_pace, eta_pace) = (pace.clone(), pace);
     let style =
-        ProgressStyle::with_template("{bar:40} {pos}/{len} lines  {per_sec}  ETA {eta}  {msg}")
+        ProgressStyle::with_template("{bar:40} {pos}/{len} lines  {rate}  ETA {eta_est}  {msg}")
+            .map(|s| {
+                s.with_key(
+                    "rate",
+                    move |st: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&rate_pace(st).rate_text());
+                    },
+                )
+                .with_key(
+                    "eta_est",
+                    move |st: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&eta_pace(st).eta_text());
+                    },
+                )
+            })
             .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(250));
     bar
+}
+
+/// Lines finished since the bar started, over how long, and how many are left.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    lines: u64,
+    elapsed: Duration,
+    remaining: u64,
+}
+
+impl Pace {
+    fn per_sec(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs < 0.5 {
+            return 0.0;
+        }
+        self.lines as f64 / secs
+    }
+
+    /// Whole lines per second, or one decimal below 10.
+    fn rate_text(&self) -> String {
+        match self.per_sec() {
+            r if r <= 0.0 => "- lines/s".to_owned(),
+            r if r < 10.0 => format!("{r:.1} lines/s"),
+            r => format!("{r:.0} lines/s"),
+        }
+    }
+
+    /// The time left at the pace so far, or `?` before there is a pace.
+    fn eta_text(&self) -> String {
+        let rate = self.per_sec();
+        if self.remaining == 0 {
+            return "0s".to_owned();
+        }
+        if rate <= 0.0 {
+            return "?".to_owned();
+        }
+        let secs = (self.remaining as f64 / rate).ceil() as u64;
+        match secs {
+            s if s < 60 => format!("{s}s"),
+            s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+            s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        }
+    }
 }
 
 /// What `batch status` shows.
@@ -325,4 +401,28 @@ fn out(text: &str) -> anyhow::Result<()> {
 
 fn eprint(text: &str) {
     let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+#[cfg(test)]
+mod pace_tests {
+    use super::*;
+
+    fn pace(lines: u64, secs: u64, remaining: u64) -> Pace {
+        Pace {
+            lines,
+            elapsed: Duration::from_secs(secs),
+            remaining,
+        }
+    }
+
+    #[test]
+    fn rates_are_rounded_and_the_eta_follows_the_pace() {
+        assert_eq!(pace(93_466, 10, 0).rate_text(), "9347 lines/s");
+        assert_eq!(pace(25, 10, 0).rate_text(), "2.5 lines/s");
+        assert_eq!(pace(0, 0, 10).rate_text(), "- lines/s");
+        assert_eq!(pace(100, 10, 50).eta_text(), "5s");
+        assert_eq!(pace(10, 10, 1_000).eta_text(), "16m40s");
+        assert_eq!(pace(0, 10, 5).eta_text(), "?");
+        assert_eq!(pace(1, 1, 0).eta_text(), "0s");
+    }
 }

@@ -119,7 +119,11 @@ impl PubSub {
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let idle = config.forget_idle_channels_after;
-            rt.spawn(sweep_loop(Arc::downgrade(&pubsub), idle, pubsub.shutdown.clone()));
+            rt.spawn(sweep_loop(
+                Arc::downgrade(&pubsub),
+                idle,
+                pubsub.shutdown.clone(),
+            ));
         }
         Ok(pubsub)
     }
