@@ -36,7 +36,7 @@ function fill(id, rows, empty, columns) {
 }
 
 function ms(v) {
-  return v === undefined || v === null ? "–" : v + " ms";
+  return v === undefined || v === null ? "none" : v + " ms";
 }
 
 function headroom(h) {
@@ -83,7 +83,7 @@ function render(doc) {
   const live = doc.workers.filter((w) => w.live).length;
   const broker = doc.broker.connected ? "connected to " : "not connected to ";
   document.getElementById("summary").textContent =
-    broker + doc.broker.address + " · " + live + " live worker(s) · " + doc.routes.length + " route(s)";
+    broker + doc.broker.address + " · " + live + " router process(es) live · " + doc.routes.length + " route(s)";
   document.getElementById("updated").textContent =
     "updated " + new Date(doc.generated_at).toLocaleTimeString();
 }
