@@ -58,12 +58,24 @@ async fn main() {
     let id = batch["id"].as_str().expect("id");
     let batch_url = format!("{base}/batches/{id}");
     let file_url = format!("{base}/files/{file}");
-    report("GET batch x100 after 0 prior", gets(&http, &batch_url, 100).await);
-    report("GET file  x100 after 0 prior", gets(&http, &file_url, 100).await);
+    report(
+        "GET batch x100 after 0 prior",
+        gets(&http, &batch_url, 100).await,
+    );
+    report(
+        "GET file  x100 after 0 prior",
+        gets(&http, &file_url, 100).await,
+    );
     gets(&http, &batch_url, 1000).await;
     gets(&http, &file_url, 1000).await;
-    report("GET batch x100 after 1000 prior", gets(&http, &batch_url, 100).await);
-    report("GET file  x100 after 1000 prior", gets(&http, &file_url, 100).await);
+    report(
+        "GET batch x100 after 1000 prior",
+        gets(&http, &batch_url, 100).await,
+    );
+    report(
+        "GET file  x100 after 1000 prior",
+        gets(&http, &file_url, 100).await,
+    );
     gw.stop().await;
     broker.shutdown().await;
 }

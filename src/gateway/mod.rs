@@ -64,8 +64,11 @@ pub struct GatewayOptions {
     pub max_body: usize,
     /// Requests per second per API key (one shared budget without keys); `None`: no limit.
     pub rate_limit: Option<NonZeroU32>,
-    /// Largest upload to `/v1/files` (and body to `/v1/batches`), bytes; beyond it 413.
+    /// Largest request body of the Batch API (`/v1/files` uploads, `/v1/batches`), bytes;
+    /// beyond it 413. Separate from `max_body`: an input file is far bigger than a chat.
     pub max_upload: usize,
+    /// Most lines and bytes in one batch input file (OpenAI's by default); beyond them 400.
+    pub batch_limits: crate::batch::limits::BatchLimits,
 }
 
 impl GatewayOptions {
@@ -78,6 +81,7 @@ impl GatewayOptions {
             max_body: DEFAULT_MAX_BODY,
             rate_limit: None,
             max_upload: batchapi::DEFAULT_MAX_UPLOAD,
+            batch_limits: crate::batch::limits::BatchLimits::openai(batchapi::LIMIT_FLAGS),
         }
     }
 }
@@ -171,7 +175,7 @@ pub async fn start(
             &options.broker,
             &options.client_id,
             RouteTable::new(config),
-            options.max_upload,
+            (options.max_upload, options.batch_limits),
             shutdown.clone(),
         ),
         status: status::Board::start(
