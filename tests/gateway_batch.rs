@@ -520,7 +520,14 @@ async fn the_body_cap_takes_a_body_at_it_and_refuses_one_byte_more() {
 async fn batch_limits_take_a_file_at_them_and_name_the_limit_above() {
     let s = Stack::new(SimConfig::default(), &[], 0).await;
     let three = input(3);
-    let max_bytes = three.len() as u64;
+    let max_bytes = input(4).len() as u64;
+    // Blank lines are no requests: a file of three of them, padded to `len` bytes.
+    let padded = |len: u64| {
+        format!(
+            "{three}{}",
+            "\n".repeat((len - three.len() as u64) as usize)
+        )
+    };
     let small = s
         .replica_with(|o| {
             o.batch_limits.max_lines = 3;
@@ -535,7 +542,7 @@ async fn batch_limits_take_a_file_at_them_and_name_the_limit_above() {
     let bytes_error = format!("the file is {} bytes; a batch input file may be at most {max_bytes} bytes: split it into smaller files, or raise the limit with --batch-max-file-bytes", max_bytes + 1);
 
     // At the limits: uploaded and queued.
-    let file = a.upload(&three).await;
+    let file = a.upload(&padded(max_bytes)).await;
     assert_eq!(a.create(&file).await["status"], "in_progress");
     // One line more, or one byte more, is refused at upload…
     let (status, body) = read(a.upload_raw(&input(4), "batch").await).await;
@@ -544,8 +551,7 @@ async fn batch_limits_take_a_file_at_them_and_name_the_limit_above() {
         (StatusCode::BAD_REQUEST, Some(lines_error)),
         "{body}"
     );
-    let padded = format!("{three}\n");
-    let (status, body) = read(a.upload_raw(&padded, "batch").await).await;
+    let (status, body) = read(a.upload_raw(&padded(max_bytes + 1), "batch").await).await;
     assert_eq!(
         (status, body["error"]["message"].as_str()),
         (StatusCode::BAD_REQUEST, Some(bytes_error.as_str())),
@@ -560,7 +566,7 @@ async fn batch_limits_take_a_file_at_them_and_name_the_limit_above() {
         (StatusCode::BAD_REQUEST, Some(lines_error)),
         "{body}"
     );
-    let big = s.api().upload(&padded).await;
+    let big = s.api().upload(&padded(max_bytes + 1)).await;
     let (status, body) = a.create_raw(request(&big)).await;
     assert_eq!(
         (status, body["error"]["message"].as_str()),
@@ -631,7 +637,7 @@ async fn forged_records_are_skipped_and_the_gateway_keeps_answering() {
         vec![0xff, 0xfe, 0x00].into_iter().map(char::from).collect(),
     ];
     for body in &jobs {
-        forge(&broker, "llm-router.jobs", body.as_bytes()).await;
+        forge(&broker, "llm-router.batch.jobs", body.as_bytes()).await;
     }
     forge(
         &broker,

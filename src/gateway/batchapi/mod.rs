@@ -140,8 +140,14 @@ impl BatchApi {
         let views = self.views()?;
         let mut found = views.batches.now(|b| b.get(id).cloned());
         if found.is_none() && crate::batch::job::is_job_id(id) {
+            // The job too: its history is another channel, read by another subscription.
             let client = self.client()?;
-            found = views.batches.synced(client, |b| b.get(id).cloned()).await?;
+            let (batch, job) = tokio::join!(
+                views.batches.synced(client, |b| b.get(id).cloned()),
+                views.jobs.synced(client, |_| ())
+            );
+            job?;
+            found = batch?;
         }
         Ok(found.map(|batch| (batch, views.jobs.now(|j| j.get(id).cloned()))))
     }
