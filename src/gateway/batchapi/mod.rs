@@ -74,6 +74,9 @@ pub struct BatchApi {
     views: Arc<OnceCell<Views>>,
 }
 
+/// A batch and its job (none yet while it validates, or when it failed validation).
+pub type WithJob = (BatchRecord, Option<JobRecord>);
+
 /// The histories a batch is read from, each followed by one long-lived subscription.
 #[derive(Clone)]
 pub struct Views {
@@ -133,10 +136,7 @@ impl BatchApi {
 
     /// A batch and its job, from memory. Only a miss asks the broker: one marker, so a
     /// batch another replica just created is found.
-    pub async fn batch(
-        &self,
-        id: &str,
-    ) -> Result<Option<(BatchRecord, Option<JobRecord>)>, BatchApiError> {
+    pub async fn batch(&self, id: &str) -> Result<Option<WithJob>, BatchApiError> {
         let views = self.views()?;
         let mut found = views.batches.now(|b| b.get(id).cloned());
         if found.is_none() && crate::batch::job::is_job_id(id) {
@@ -157,7 +157,7 @@ impl BatchApi {
         &self,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<(BatchRecord, Option<JobRecord>)>, bool), BatchApiError> {
+    ) -> Result<(Vec<WithJob>, bool), BatchApiError> {
         let views = self.views()?;
         let (page, more) = views.batches.now(|b| b.page(after, limit));
         let page = views.jobs.now(|jobs| {

@@ -272,7 +272,7 @@ mod tests {
         assert_eq!(b.len(), 2);
         let (page, more) = b.page(Some(&id(2)), 5);
         assert_eq!((page.len(), more), (1, false));
-        assert_eq!(b.page(None, 1).1, true);
+        assert!(b.page(None, 1).1);
     }
 
     #[test]
