@@ -220,6 +220,16 @@ struct GatewayHttpArgs {
     /// 429 beyond.
     #[arg(long, env = "LLM_ROUTER_GATEWAY_MAX_IN_FLIGHT", default_value_t = gateway::DEFAULT_MAX_IN_FLIGHT)]
     max_in_flight: usize,
+    /// Largest Batch API request body in bytes (`/v1/files` uploads, `/v1/batches`); larger
+    /// ones get 413. Default: the largest batch file plus 1 MiB of multipart framing.
+    #[arg(long, default_value_t = gateway::batchapi::DEFAULT_MAX_UPLOAD)]
+    max_upload: usize,
+    /// Most requests (non-blank lines) in one batch input file; more get 400 (OpenAI's limit).
+    #[arg(long, default_value_t = llm_router::batch::limits::DEFAULT_MAX_LINES)]
+    batch_max_lines: usize,
+    /// Largest batch input file in bytes; larger ones get 400 (OpenAI's limit, 200 MiB).
+    #[arg(long, default_value_t = llm_router::batch::limits::DEFAULT_MAX_FILE_BYTES)]
+    batch_max_file_bytes: u64,
 }
 
 impl GatewayHttpArgs {
@@ -230,6 +240,9 @@ impl GatewayHttpArgs {
         options.rate_limit = self.rate_limit;
         options.max_connections = self.max_connections;
         options.max_in_flight = self.max_in_flight;
+        options.max_upload = self.max_upload;
+        options.batch_limits.max_lines = self.batch_max_lines;
+        options.batch_limits.max_file_bytes = self.batch_max_file_bytes;
         options.keys = match std::env::var_os(gateway::auth::KEYS_ENV) {
             None => gateway::auth::ApiKeys::default(),
             Some(keys) => gateway::auth::ApiKeys::parse(

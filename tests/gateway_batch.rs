@@ -66,12 +66,8 @@ impl Api<'_> {
 
     /// A multipart upload with `purpose`, built by hand (what the SDKs send).
     async fn upload_raw(&self, text: &str, purpose: &str) -> reqwest::Response {
-        let boundary = "llm-router-test-boundary";
-        let body = format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n{purpose}\r\n\
-             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\n\
-             Content-Type: application/jsonl\r\n\r\n{text}\r\n--{boundary}--\r\n"
-        );
+        let boundary = BOUNDARY;
+        let body = multipart(text, purpose);
         self.http
             .post(self.url("/files"))
             .header(
@@ -156,6 +152,18 @@ impl Api<'_> {
             .map(|l| serde_json::from_str(l).expect("an output line"))
             .collect()
     }
+}
+
+const BOUNDARY: &str = "llm-router-test-boundary";
+
+/// The multipart body of an upload of `text`.
+fn multipart(text: &str, purpose: &str) -> String {
+    let boundary = BOUNDARY;
+    format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n{purpose}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\n\
+         Content-Type: application/jsonl\r\n\r\n{text}\r\n--{boundary}--\r\n"
+    )
 }
 
 async fn read(response: reqwest::Response) -> (StatusCode, Value) {
@@ -468,6 +476,7 @@ async fn uploads_have_their_own_cap() {
     let (status, body) = read(api.upload_raw(&big, "batch").await).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["error"]["code"], "file_too_large");
+    assert_eq!(body["error"]["message"], "the request body is larger than the Batch API's cap of 4096 bytes: split the file into smaller batches, or raise the cap with --max-upload");
     // The default cap (200 MiB) takes more than a chat body may hold (4 MiB).
     let large = input(40_000);
     assert!(large.len() > 4 * 1024 * 1024, "{}", large.len());
@@ -481,5 +490,251 @@ async fn uploads_have_their_own_cap() {
     assert_eq!(bytes.len(), large.len());
     assert!(bytes == large.as_bytes(), "content differs from the upload");
     small.stop().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_body_cap_takes_a_body_at_it_and_refuses_one_byte_more() {
+    let s = Stack::new(SimConfig::default(), &[], 0).await;
+    let text = input(3);
+    let cap = multipart(&text, "batch").len();
+    let at = s.replica_with(|o| o.max_upload = cap).await;
+    let over = s.replica_with(|o| o.max_upload = cap - 1).await;
+    let api = |g: &RunningGateway| Api {
+        http: &s.http,
+        base: g.url(),
+    };
+    api(&at).upload(&text).await;
+    let (status, body) = read(api(&over).upload_raw(&text, "batch").await).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        format!("the request body is larger than the Batch API's cap of {} bytes: split the file into smaller batches, or raise the cap with --max-upload", cap - 1)
+    );
+    at.stop().await;
+    over.stop().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_limits_take_a_file_at_them_and_name_the_limit_above() {
+    let s = Stack::new(SimConfig::default(), &[], 0).await;
+    let three = input(3);
+    let max_bytes = input(4).len() as u64;
+    // Blank lines are no requests: a file of three of them, padded to `len` bytes.
+    let padded = |len: u64| {
+        format!(
+            "{three}{}",
+            "\n".repeat((len - three.len() as u64) as usize)
+        )
+    };
+    let small = s
+        .replica_with(|o| {
+            o.batch_limits.max_lines = 3;
+            o.batch_limits.max_file_bytes = max_bytes;
+        })
+        .await;
+    let a = Api {
+        http: &s.http,
+        base: small.url(),
+    };
+    let lines_error = "the file has 4 requests; a batch takes at most 3: split it into smaller files, or raise the limit with --batch-max-lines";
+    let bytes_error = format!("the file is {} bytes; a batch input file may be at most {max_bytes} bytes: split it into smaller files, or raise the limit with --batch-max-file-bytes", max_bytes + 1);
+
+    // At the limits: uploaded and queued.
+    let file = a.upload(&padded(max_bytes)).await;
+    assert_eq!(a.create(&file).await["status"], "in_progress");
+    // One line more, or one byte more, is refused at upload…
+    let (status, body) = read(a.upload_raw(&input(4), "batch").await).await;
+    assert_eq!(
+        (status, body["error"]["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some(lines_error)),
+        "{body}"
+    );
+    let (status, body) = read(a.upload_raw(&padded(max_bytes + 1), "batch").await).await;
+    assert_eq!(
+        (status, body["error"]["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some(bytes_error.as_str())),
+        "{body}"
+    );
+    // …and at create, for files another replica (with the default limits) took.
+    let request = |file: &str| json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"});
+    let four = s.api().upload(&input(4)).await;
+    let (status, body) = a.create_raw(request(&four)).await;
+    assert_eq!(
+        (status, body["error"]["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some(lines_error)),
+        "{body}"
+    );
+    let big = s.api().upload(&padded(max_bytes + 1)).await;
+    let (status, body) = a.create_raw(request(&big)).await;
+    assert_eq!(
+        (status, body["error"]["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some(bytes_error.as_str())),
+        "{body}"
+    );
+    small.stop().await;
+    s.stop().await;
+}
+
+/// Stores `body` on `channel` as anyone on the broker could.
+async fn forge(broker: &str, channel: &str, body: &[u8]) {
+    use llm_router::kubemq::kubemq_client::KubemqClient;
+    let mut raw = KubemqClient::connect(format!("http://{broker}"))
+        .await
+        .expect("connect");
+    let sent = raw
+        .send_event(llm_router::kubemq::Event {
+            client_id: "forger".into(),
+            channel: channel.into(),
+            body: body.to_vec(),
+            store: true,
+            ..llm_router::kubemq::Event::default()
+        })
+        .await
+        .expect("send")
+        .into_inner();
+    assert!(sent.sent, "{sent:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_records_are_skipped_and_the_gateway_keeps_answering() {
+    let s = Stack::new(SimConfig::default(), &[], 0).await;
+    let broker = s.broker.grpc_address();
+    let a = s.api();
+    let file_id = "file-0123456789abcdef0123456789abcdef";
+    let batch_id = "batch_0123456789abcdef0123456789abcdef";
+    let max = u64::MAX;
+    let files = [
+        json!({"type": "created", "id": file_id, "bytes": 10, "created_at": 1, "filename": "x", "purpose": "batch", "chunks": max}).to_string(),
+        json!({"type": "created", "id": file_id, "bytes": max, "created_at": 1, "filename": "x", "purpose": "batch", "chunks": 1}).to_string(),
+        json!({"type": "created", "id": "file-../../etc", "bytes": 0, "created_at": 1, "filename": "x", "purpose": "batch", "chunks": 0}).to_string(),
+        json!({"type": "created", "id": 7, "bytes": "ten"}).to_string(),
+        r#"{"type":"created","id":"file-01234"#.to_owned(),
+    ];
+    for body in &files {
+        forge(&broker, "llm-router.files", body.as_bytes()).await;
+    }
+    let batches = [
+        json!({"type": "created", "batch": batch_id, "endpoint": "/v1/chat/completions", "input_file_id": file_id,
+            "completion_window": "24h", "created_at": i64::MAX, "metadata": null}).to_string(),
+        json!({"type": "finished", "batch": "batch_ffffffffffffffffffffffffffffffff", "at": 1, "ok": max, "failed": max}).to_string(),
+        json!({"type": "failed", "batch": batch_id, "at": "soon", "errors": "many"}).to_string(),
+        r#"{"type":"created","batch":"batch_0"#.to_owned(),
+    ];
+    for body in &batches {
+        forge(&broker, "llm-router.batches", body.as_bytes()).await;
+    }
+    let jobs = [
+        json!({"type": "submitted", "job": batch_id, "route": "openai", "routes": {}, "total": max,
+            "created_at": 1, "input": "x", "max_attempts": 5})
+        .to_string(),
+        json!({"type": "submitted", "job": batch_id, "route": "openai", "routes": {}, "total": 3,
+            "created_at": 1, "input": "x", "max_attempts": 5})
+        .to_string(),
+        json!({"type": "collected", "job": batch_id, "ok": max, "failed": max, "at": 1})
+            .to_string(),
+        vec![0xff, 0xfe, 0x00].into_iter().map(char::from).collect(),
+    ];
+    for body in &jobs {
+        forge(&broker, "llm-router.batch.jobs", body.as_bytes()).await;
+    }
+    forge(
+        &broker,
+        "llm-router.batch.batch_0123456789abcdef0123456789abcdef.output",
+        b"{\"custom_id\":",
+    )
+    .await;
+
+    // The forged file is unknown; the forged batch answers without overflowing.
+    let (status, body) = a.get(&format!("/files/{file_id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = a.get(&format!("/files/{file_id}/content")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, list) = a.get("/files").await;
+    assert_eq!(
+        (status, list["data"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0)),
+        "{list}"
+    );
+    let forged = a.batch(batch_id).await;
+    assert_eq!(forged["request_counts"]["completed"], max, "{forged}");
+    assert_eq!(forged["request_counts"]["total"], 3, "{forged}");
+    assert_eq!(forged["expires_at"], i64::MAX, "{forged}");
+    let (status, _) = a
+        .get("/batches/batch_ffffffffffffffffffffffffffffffff")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = a
+        .create_raw(json!({"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // And real work goes on.
+    let file = a.upload(&input(3)).await;
+    let created = a.create(&file).await;
+    assert_eq!(created["status"], "in_progress", "{created}");
+    let id = created["id"].as_str().expect("id");
+    assert_eq!(a.batch(id).await["request_counts"]["total"], 3);
+    let (status, list) = a.get("/batches").await;
+    assert_eq!(
+        (status, list["data"][0]["id"].as_str()),
+        (StatusCode::OK, Some(id)),
+        "{list}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_views_follow_the_histories_across_a_broker_restart() {
+    let mut s = Stack::new(SimConfig::default(), &[], 0).await;
+    if s.broker.embedded().is_none() {
+        // The real server's restart wipes its store; nothing to follow across it.
+        s.stop().await;
+        return;
+    }
+    let first = s.api().upload(&input(2)).await;
+    let before = s.api().create(&first).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    s.broker.restart().await;
+    s.wait_batch_api(&s.gateway).await;
+    // An upload and a create return once the gateway's own views hold them: they would
+    // time out if the subscriptions had not come back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let second = loop {
+        let (status, body) = read(s.api().upload_raw(&input(2), "batch").await).await;
+        if status == StatusCode::OK {
+            break body["id"].as_str().expect("file id").to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no upload after the restart: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let after = s.api().create(&second).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for id in [&before, &after] {
+        assert_eq!(s.api().batch(id).await["status"], "in_progress");
+    }
+    let (_, list) = s.api().get("/batches").await;
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|b| b["id"].as_str())
+        .collect();
+    assert_eq!(ids, [after.as_str(), before.as_str()], "{list}");
+    // A replica started now reads both from the restarted broker's store.
+    let replica = s.replica().await;
+    let b = Api {
+        http: &s.http,
+        base: replica.url(),
+    };
+    assert_eq!(b.batch(&before).await["request_counts"]["total"], 2);
+    replica.stop().await;
     s.stop().await;
 }

@@ -4,6 +4,7 @@
 use super::collect::{self, CollectOptions, Progress};
 use super::history;
 use super::job::{self, JobEvent, JobRecord};
+use super::limits::{self, BatchLimits, LimitFlags};
 use super::submit::{self, SubmitOptions};
 use crate::kubemq::client::{Client, ClientOptions};
 use crate::kubemq::queues::QueueClient;
@@ -61,6 +62,12 @@ pub enum BatchCommand {
         /// Error file [default: next to the output, `.errors.jsonl`].
         #[arg(long)]
         errors: Option<PathBuf>,
+        /// Most requests (non-blank lines) in the file; OpenAI's Batch API limit by default.
+        #[arg(long, default_value_t = limits::DEFAULT_MAX_LINES)]
+        max_lines: usize,
+        /// Largest file in bytes; OpenAI's Batch API limit (200 MiB) by default.
+        #[arg(long, default_value_t = limits::DEFAULT_MAX_FILE_BYTES)]
+        max_file_bytes: u64,
     },
     /// Show a job's progress.
     Status {
@@ -90,6 +97,27 @@ pub enum BatchCommand {
     },
 }
 
+/// The `batch submit` flags that raise the limits.
+const CLI_FLAGS: LimitFlags = LimitFlags {
+    lines: "--max-lines",
+    bytes: "--max-file-bytes",
+};
+
+/// Reads the input file within `limits`: the size is checked before anything is read, so
+/// an oversized file is refused without loading it.
+pub fn read_input(file: &std::path::Path, limits: &BatchLimits) -> anyhow::Result<String> {
+    let context = || format!("cannot read {}", file.display());
+    let size = std::fs::metadata(file).with_context(context)?.len();
+    limits
+        .check_size(size)
+        .with_context(|| format!("{} is too large", file.display()))?;
+    let text = std::fs::read_to_string(file).with_context(context)?;
+    limits
+        .check(&text)
+        .with_context(|| format!("{} has too many requests", file.display()))?;
+    Ok(text)
+}
+
 /// Runs a batch command.
 pub async fn run(args: BatchArgs) -> anyhow::Result<()> {
     let id = format!(
@@ -111,11 +139,17 @@ pub async fn run(args: BatchArgs) -> anyhow::Result<()> {
             wait,
             output,
             errors,
+            max_lines,
+            max_file_bytes,
         } => {
             let config = crate::config::load(Some(&args.config_dir))?;
             let routes: Vec<String> = config.routes.iter().map(|r| r.name.clone()).collect();
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
+            let limits = BatchLimits {
+                max_lines,
+                max_file_bytes,
+                flags: CLI_FLAGS,
+            };
+            let text = read_input(&file, &limits)?;
             let options = SubmitOptions {
                 route,
                 max_attempts,
@@ -424,5 +458,32 @@ mod pace_tests {
         assert_eq!(pace(10, 10, 1_000).eta_text(), "16m40s");
         assert_eq!(pace(0, 10, 5).eta_text(), "?");
         assert_eq!(pace(1, 1, 0).eta_text(), "0s");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_input_file_is_refused_over_a_limit_naming_the_flag() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("in.jsonl");
+        let limits = BatchLimits {
+            max_lines: 3,
+            max_file_bytes: 8,
+            flags: CLI_FLAGS,
+        };
+        std::fs::write(&path, "a\nb\nc\n")?;
+        assert_eq!(read_input(&path, &limits)?, "a\nb\nc\n");
+        std::fs::write(&path, "a\nb\nc\nd")?;
+        let e = read_input(&path, &limits).err().map(|e| format!("{e:#}"));
+        let e = e.unwrap_or_default();
+        assert!(e.ends_with("the file has 4 requests; a batch takes at most 3: split it into smaller files, or raise the limit with --max-lines"), "{e}");
+        std::fs::write(&path, "a\nb\n\n\n\n\n\n")?;
+        let e = read_input(&path, &limits).err().map(|e| format!("{e:#}"));
+        let e = e.unwrap_or_default();
+        assert!(e.ends_with("the file is 9 bytes; a batch input file may be at most 8 bytes: split it into smaller files, or raise the limit with --max-file-bytes"), "{e}");
+        Ok(())
     }
 }

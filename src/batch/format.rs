@@ -50,6 +50,18 @@ pub struct Parsed {
 /// Reads a whole file's text. `route` is the job's route; `is_route(name)` says whether a
 /// name is a configured route (for the per-line override).
 pub fn parse(text: &str, route: &str, is_route: &dyn Fn(&str) -> bool) -> Parsed {
+    parse_with(text, &mut |body: &mut Value| {
+        Ok(line_route(body, route, is_route))
+    })
+}
+
+/// Picks a line's route from its body (and may rewrite the body to match); `Err` says
+/// why the line cannot be routed.
+pub type RouteOf<'a> = dyn FnMut(&mut Value) -> Result<String, String> + 'a;
+
+/// Reads a whole file's text in one pass: each line is parsed once, and `route_of` sees
+/// every line body that is a JSON object, before the body is checked.
+pub fn parse_with(text: &str, route_of: &mut RouteOf<'_>) -> Parsed {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut parsed = Parsed::default();
     // custom_id -> the line that used it first; invalid lines count too, since the id must
@@ -60,14 +72,8 @@ pub fn parse(text: &str, route: &str, is_route: &dyn Fn(&str) -> bool) -> Parsed
         if raw.trim().is_empty() {
             continue;
         }
-        match check_line(index + 1, raw, &mut seen) {
-            Ok((custom_id, api, body)) => parsed.lines.push(JobLine {
-                line: index + 1,
-                route: line_route(&body, route, is_route),
-                custom_id,
-                api,
-                body,
-            }),
+        match check_line(index + 1, raw, &mut seen, route_of) {
+            Ok(line) => parsed.lines.push(line),
             Err(error) => parsed.errors.push(error),
         }
     }
@@ -109,12 +115,13 @@ fn line_route(body: &Value, route: &str, is_route: &dyn Fn(&str) -> bool) -> Str
     }
 }
 
-/// Checks one non-blank line; on success gives its custom_id and body.
+/// Checks one non-blank line.
 fn check_line(
     line: usize,
     raw: &str,
     seen: &mut HashMap<String, usize>,
-) -> Result<(String, Api, Value), LineError> {
+    route_of: &mut RouteOf<'_>,
+) -> Result<JobLine, LineError> {
     let fail = |custom_id: Option<String>, reason: String| LineError {
         line,
         custom_id,
@@ -166,10 +173,21 @@ fn check_line(
             Api::Chat
         }
     };
+    let route = match object.get_mut("body") {
+        Some(body @ Value::Object(_)) => route_of(body),
+        _ => Ok(String::new()),
+    };
     reasons.extend(check_body(api, object.get("body")));
-    match (custom_id, object.remove("body")) {
-        (Some(id), Some(body)) if reasons.is_empty() => Ok((id, api, body)),
-        (custom_id, _) => Err(fail(custom_id, reasons.join("; "))),
+    reasons.extend(route.as_ref().err().cloned());
+    match (custom_id, object.remove("body"), route) {
+        (Some(custom_id), Some(body), Ok(route)) if reasons.is_empty() => Ok(JobLine {
+            line,
+            custom_id,
+            api,
+            route,
+            body,
+        }),
+        (custom_id, _, _) => Err(fail(custom_id, reasons.join("; "))),
     }
 }
 

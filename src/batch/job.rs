@@ -32,7 +32,8 @@ pub struct JobRecord {
 
 impl JobRecord {
     pub fn collected(&self) -> u64 {
-        self.collected_ok + self.collected_failed
+        // Counts come from the broker, which anyone may write to.
+        self.collected_ok.saturating_add(self.collected_failed)
     }
 
     /// Cancelled, or every line collected: nothing of it moves any more.
@@ -92,6 +93,11 @@ impl Jobs {
         self.jobs
             .get(job)
             .filter(|r| r.total > 0 || r.cancelled_at.is_some())
+    }
+
+    /// Forgets `job` (a bounded reader making room).
+    pub fn remove(&mut self, job: &str) {
+        self.jobs.remove(job);
     }
 
     pub fn is_cancelled(&self, job: &str) -> bool {

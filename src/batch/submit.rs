@@ -78,19 +78,34 @@ pub async fn submit(
             summary: format::summary(&parsed.errors, usize::MAX),
         });
     }
+    let queued = queue_lines(client, queues, &parsed.lines, options).await?;
+    Ok(Submitted {
+        skipped: parsed.errors,
+        ..queued
+    })
+}
+
+/// Queues checked `lines` as a new job and records it; for callers that parsed the file
+/// themselves (the gateway's Batch API), so it is parsed once.
+pub async fn queue_lines(
+    client: &Client,
+    queues: &QueueClient,
+    lines: &[JobLine],
+    options: &SubmitOptions,
+) -> Result<Submitted, ClientError> {
     let job = job::new_job_id();
     let mut per_route: BTreeMap<String, u64> = BTreeMap::new();
-    for line in &parsed.lines {
+    for line in lines {
         *per_route.entry(line.route.clone()).or_default() += 1;
     }
-    for chunk in parsed.lines.chunks(SEND_CHUNK) {
+    for chunk in lines.chunks(SEND_CHUNK) {
         let messages = chunk
             .iter()
             .map(|line| message(&job, line, options.max_attempts))
             .collect();
         queues.send_all(messages).await?;
     }
-    let total = parsed.lines.len() as u64;
+    let total = lines.len() as u64;
     history::publish(
         client,
         &JobEvent::Submitted {
@@ -108,7 +123,7 @@ pub async fn submit(
         job,
         total,
         routes: per_route,
-        skipped: parsed.errors,
+        skipped: Vec::new(),
     })
 }
 

@@ -5,10 +5,11 @@ use super::app::AppState;
 use super::batchapi::create::{self, CreateBatch};
 use super::batchapi::error::BatchApiError;
 use super::batchapi::view;
-use crate::batch::history;
-use crate::batch::job::{self, JobEvent};
+use crate::batch::job::{self, JobEvent, JobRecord};
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,8 +22,17 @@ const MAX_LIMIT: usize = 100;
 /// `POST /v1/batches`.
 pub async fn create(
     State(state): State<Arc<AppState>>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, BatchApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            BatchApiError::TooLarge {
+                limit: state.batches.max_upload,
+            }
+        } else {
+            BatchApiError::bad_request(format!("cannot read the body: {}", e.body_text()), None)
+        }
+    })?;
     let request: CreateBatch = serde_json::from_slice(&body).map_err(|e| {
         BatchApiError::bad_request(
             format!("the body must be a JSON object with input_file_id, endpoint and completion_window: {e}"),
@@ -34,20 +44,19 @@ pub async fn create(
     Ok(Json(batch))
 }
 
-/// `GET /v1/batches/{id}`. An open batch gets a collector here if it has none (its
-/// creating replica may be gone).
+/// `GET /v1/batches/{id}`: from this replica's views, no broker call (see
+/// [`super::batchapi::BatchApi::batch`]). An open batch gets a collector here if it has
+/// none (its creating replica may be gone).
 pub async fn retrieve(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, BatchApiError> {
     let api = &state.batches;
-    let (batches, jobs) = api.histories().await?;
-    let batch = batches.get(&id).ok_or(BatchApiError::NoBatch(id.clone()))?;
-    let job = jobs.get(&id);
-    if let Some(job) = job.filter(|_| view::is_open(batch, job)) {
+    let (batch, job) = api.batch(&id).await?.ok_or(BatchApiError::NoBatch(id))?;
+    if let Some(job) = job.as_ref().filter(|j| view::is_open(&batch, Some(j))) {
         api.collectors.ensure(api.client()?, api.queues()?, job);
     }
-    Ok(Json(view::object(batch, job)))
+    Ok(Json(view::object(&batch, job.as_ref())))
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,22 +77,11 @@ pub async fn list(
             Some("limit"),
         ));
     }
-    let (batches, jobs) = state.batches.histories().await?;
-    let all = batches.newest_first();
-    let start = match &query.after {
-        Some(after) => all
-            .iter()
-            .position(|b| &b.id == after)
-            .map_or(all.len(), |i| i + 1),
-        None => 0,
-    };
-    let page: Vec<Value> = all
+    let (page, has_more) = state.batches.page(query.after.as_deref(), limit)?;
+    let page: Vec<Value> = page
         .iter()
-        .skip(start)
-        .take(limit)
-        .map(|b| view::object(b, jobs.get(&b.id)))
+        .map(|(b, job)| view::object(b, job.as_ref()))
         .collect();
-    let has_more = all.len() > start + page.len();
     Ok(Json(json!({
         "object": "list",
         "data": page,
@@ -100,20 +98,27 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, BatchApiError> {
     let api = &state.batches;
-    let (batches, mut jobs) = api.histories().await?;
-    let batch = batches.get(&id).ok_or(BatchApiError::NoBatch(id.clone()))?;
-    let status = view::status(batch, jobs.get(&id));
+    let (batch, job) = api
+        .batch(&id)
+        .await?
+        .ok_or(BatchApiError::NoBatch(id.clone()))?;
+    let status = view::status(&batch, job.as_ref());
     match status {
-        "cancelling" | "cancelled" => return Ok(Json(view::object(batch, jobs.get(&id)))),
+        "cancelling" | "cancelled" => return Ok(Json(view::object(&batch, job.as_ref()))),
         "in_progress" | "finalizing" | "validating" => {}
         _ => return Err(BatchApiError::NotCancellable { id, status }),
     }
-    let event = JobEvent::Cancelled {
+    let at = job::unix_seconds();
+    api.record_job(&JobEvent::Cancelled {
         job: id.clone(),
-        at: job::unix_seconds(),
-    };
-    history::publish(api.client()?, &event).await?;
-    jobs.apply(event);
+        at,
+    })
+    .await?;
+    let mut job = job.unwrap_or_else(|| JobRecord {
+        id: id.clone(),
+        ..JobRecord::default()
+    });
+    job.cancelled_at.get_or_insert(at);
     tracing::info!(batch = %id, "batch cancelled");
-    Ok(Json(view::object(batch, jobs.get(&id))))
+    Ok(Json(view::object(&batch, Some(&job))))
 }

@@ -1,11 +1,13 @@
 //! `/v1/files`: upload (multipart `file` + `purpose`), metadata, content and list. Uploads
-//! have their own size cap ([`super::batchapi::DEFAULT_MAX_UPLOAD`] by default), larger
-//! than the chat body cap; only `purpose=batch` is taken, as batch input is what they are for.
+//! have their own body cap ([`super::batchapi::DEFAULT_MAX_UPLOAD`] by default, 413 beyond),
+//! larger than the chat body cap, and a file must be within the batch limits (400 naming
+//! the limit); only `purpose=batch` is taken, as batch input is what they are for.
 
 use super::app::AppState;
 use super::batchapi::error::BatchApiError;
 use super::batchapi::files::{self, FileId};
 use super::batchapi::{output, BatchApi};
+use crate::batch::limits::LimitError;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -63,9 +65,21 @@ pub async fn upload(
             Some("file"),
         )
     })?;
-    let stored = files::upload(api.client()?, &name, &purpose, &bytes).await?;
+    check_limits(api, &bytes)?;
+    let stored = files::upload(api.client()?, &api.views()?.files, &name, &purpose, &bytes).await?;
     tracing::info!(file = %stored.id, bytes = stored.bytes, "file uploaded");
     Ok(Json(stored.object()))
+}
+
+/// A file the Batch API could never run is refused at upload, naming the limit.
+fn check_limits(api: &BatchApi, bytes: &[u8]) -> Result<(), BatchApiError> {
+    let refuse = |e: LimitError| BatchApiError::bad_request(e.to_string(), Some("file"));
+    api.limits.check_size(bytes.len() as u64).map_err(refuse)?;
+    // Not UTF-8: batch creation names that, with the line, as OpenAI does.
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        api.limits.check_lines(text).map_err(refuse)?;
+    }
+    Ok(())
 }
 
 fn read_error(e: &MultipartError, api: &BatchApi) -> BatchApiError {
@@ -80,8 +94,7 @@ fn read_error(e: &MultipartError, api: &BatchApi) -> BatchApiError {
 
 /// `GET /v1/files`: uploaded files, newest first.
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, BatchApiError> {
-    let mut all = files::list(state.batches.client()?).await?;
-    all.reverse();
+    let all = state.batches.files()?;
     let data: Vec<Value> = all.iter().map(files::StoredFile::object).collect();
     Ok(Json(
         json!({"object": "list", "data": data, "has_more": false}),
@@ -94,10 +107,9 @@ pub async fn retrieve(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, BatchApiError> {
     let api = &state.batches;
-    let client = api.client()?;
     match files::parse_id(&id) {
         Some(FileId::Upload(_)) => {
-            let file = files::find(client, &id).await?;
+            let file = api.file(&id).await?;
             file.map(|f| Json(f.object()))
                 .ok_or(BatchApiError::NoFile(id))
         }
@@ -120,10 +132,11 @@ pub async fn content(
     let client = api.client()?;
     let bytes = match files::parse_id(&id) {
         Some(FileId::Upload(_)) => {
-            let file = files::find(client, &id)
+            let file = api
+                .file(&id)
                 .await?
                 .ok_or_else(|| BatchApiError::NoFile(id.clone()))?;
-            files::content(client, &file).await?
+            files::content(client, &file, api.limits.max_file_bytes).await?
         }
         Some(FileId::Output(batch) | FileId::Errors(batch)) => batch_file(api, &id, batch).await?.0,
         None => return Err(BatchApiError::NoFile(id)),
@@ -139,9 +152,9 @@ async fn batch_file(
     batch: &str,
 ) -> Result<(Vec<u8>, i64, String), BatchApiError> {
     let client = api.client()?;
-    let batches = api.batches().await?;
-    let record = batches
-        .get(batch)
+    let (record, _) = api
+        .batch(batch)
+        .await?
         .ok_or_else(|| BatchApiError::NoFile(id.to_owned()))?;
     let created_at = record.finished.map_or(record.created_at, |f| f.at);
     let log = output::read(client, batch).await?;

@@ -64,12 +64,15 @@ pub struct GatewayOptions {
     pub max_body: usize,
     /// Requests per second per API key (one shared budget without keys); `None`: no limit.
     pub rate_limit: Option<NonZeroU32>,
-    /// Largest upload to `/v1/files` (and body to `/v1/batches`), bytes; beyond it 413.
+    /// Largest request body of the Batch API (`/v1/files` uploads, `/v1/batches`), bytes;
+    /// beyond it 413. Separate from `max_body`: an input file is far bigger than a chat.
     pub max_upload: usize,
     /// Connections open at once; more are closed as they arrive.
     pub max_connections: usize,
     /// Chat and embeddings requests answered at once (streams until their end); 429 beyond.
     pub max_in_flight: usize,
+    /// Most lines and bytes in one batch input file (OpenAI's by default); beyond them 400.
+    pub batch_limits: crate::batch::limits::BatchLimits,
 }
 
 /// Default of [`GatewayOptions::max_connections`].
@@ -89,6 +92,7 @@ impl GatewayOptions {
             max_upload: batchapi::DEFAULT_MAX_UPLOAD,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            batch_limits: crate::batch::limits::BatchLimits::openai(batchapi::LIMIT_FLAGS),
         }
     }
 }
@@ -183,7 +187,7 @@ pub async fn start(
             &options.broker,
             &options.client_id,
             RouteTable::new(config),
-            options.max_upload,
+            (options.max_upload, options.batch_limits),
             shutdown.clone(),
         ),
         status: status::Board::start(

@@ -1,16 +1,15 @@
-//! `POST /v1/batches`: the input file is checked with the batch format's rules plus one of
-//! our own (every line's `body.model` names a route, or `route/model`), then queued as a
-//! batch job. A file with bad lines gives a `failed` batch whose `errors.data` names every
+//! `POST /v1/batches`: the input file is checked ([`super::lines`], within the limits),
+//! then queued as a batch job. A file with bad lines gives a `failed` batch whose `errors.data` names every
 //! line, as OpenAI does; nothing of it is queued.
 
 use super::error::BatchApiError;
 use super::files::{self, FileId};
-use super::record::{self, BatchEvent, LineProblem};
+use super::lines::{self, Checked};
+use super::record::{BatchEvent, BatchRecord, LineProblem};
 use super::{view, BatchApi};
-use crate::batch::format::{self, CHAT_URL, EMBEDDINGS_URL};
+use crate::batch::format::{CHAT_URL, EMBEDDINGS_URL};
 use crate::batch::job::{self, JobRecord};
-use crate::batch::submit::{self, SubmitError, SubmitOptions};
-use crate::gateway::routes::RouteTable;
+use crate::batch::submit::{self, SubmitOptions};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -18,8 +17,6 @@ use serde_json::{Map, Value};
 pub const COMPLETION_WINDOW: &str = "24h";
 /// Provider attempts per line before it is dead-lettered (the CLI's default).
 const DEFAULT_MAX_ATTEMPTS: u32 = 5;
-/// Most line problems kept in a failed batch's `errors.data`.
-const MAX_PROBLEMS: usize = 1000;
 
 /// The request body.
 #[derive(Debug, Deserialize)]
@@ -36,7 +33,7 @@ pub async fn create(api: &BatchApi, request: CreateBatch) -> Result<Value, Batch
     check_request(&request)?;
     let client = api.client()?;
     let file = match files::parse_id(&request.input_file_id) {
-        Some(FileId::Upload(id)) => files::find(client, id).await?,
+        Some(FileId::Upload(id)) => api.file(id).await?,
         _ => None,
     }
     .ok_or_else(|| BatchApiError::NoFile(request.input_file_id.clone()))?;
@@ -49,81 +46,85 @@ pub async fn create(api: &BatchApi, request: CreateBatch) -> Result<Value, Batch
             Some("input_file_id"),
         ));
     }
-    let bytes = files::content(client, &file).await?;
-    let checked = match String::from_utf8(bytes) {
-        Ok(text) => check_lines(&text, &request.endpoint, &api.table),
-        Err(_) => Err(vec![problem(
-            None,
-            "the file is not UTF-8 text: save it as UTF-8 JSONL".into(),
-        )]),
-    };
+    api.limits
+        .check_size(file.bytes)
+        .map_err(|e| BatchApiError::bad_request(e.to_string(), Some("input_file_id")))?;
+    let bytes = files::content(client, &file, api.limits.max_file_bytes).await?;
+    let checked = lines::check_blocking(
+        bytes,
+        request.endpoint.clone(),
+        api.table.clone(),
+        api.limits,
+    )
+    .await?;
     let (id, job) = match checked {
-        Ok((route, text)) => queue(api, &route, &text, &file.id).await?,
+        Ok(checked) => queue(api, checked, &file.id).await?,
         Err(problems) => (job::new_job_id(), Err(problems)),
     };
     let created = BatchEvent::Created {
         batch: id.clone(),
+        endpoint: request.endpoint.clone(),
+        input_file_id: file.id.clone(),
+        completion_window: request.completion_window.clone(),
+        created_at: job::unix_seconds(),
+        metadata: request.metadata.clone(),
+    };
+    api.record(&created).await?;
+    let mut batch = BatchRecord {
+        id: id.clone(),
         endpoint: request.endpoint,
         input_file_id: file.id,
         completion_window: request.completion_window,
         created_at: job::unix_seconds(),
         metadata: request.metadata,
+        ..BatchRecord::default()
     };
-    record::publish(client, &created).await?;
-    let mut batches = record::Batches::default();
-    batches.apply(created);
     match job {
         Ok(job) => {
             api.collectors.ensure(client, api.queues()?, &job);
-            let batch = batches.get(&id).cloned().unwrap_or_default();
             Ok(view::object(&batch, Some(&job)))
         }
         Err(errors) => {
+            let at = job::unix_seconds();
             let failed = BatchEvent::Failed {
-                batch: id.clone(),
-                at: job::unix_seconds(),
-                errors,
+                batch: id,
+                at,
+                errors: errors.clone(),
             };
-            record::publish(client, &failed).await?;
-            batches.apply(failed);
-            let batch = batches.get(&id).cloned().unwrap_or_default();
+            api.record(&failed).await?;
+            batch.failed = Some((at, errors));
             Ok(view::object(&batch, None))
         }
     }
 }
 
-/// Queues the lines; returns the job id and its record, or the problems the submit found.
+/// Queues the checked lines; returns the job id and its record. Returns once this
+/// replica's jobs view holds the job, so its next read shows it in progress.
 async fn queue(
     api: &BatchApi,
-    route: &str,
-    text: &str,
+    checked: Checked,
     input: &str,
 ) -> Result<(String, Result<JobRecord, Vec<LineProblem>>), BatchApiError> {
     let options = SubmitOptions {
-        route: route.to_owned(),
+        route: checked.route.clone(),
         max_attempts: DEFAULT_MAX_ATTEMPTS,
         skip_invalid: false,
         input: input.to_owned(),
     };
-    let routes: Vec<String> = api.table.routes().iter().map(|r| r.name.clone()).collect();
-    match submit::submit(api.client()?, api.queues()?, text, &routes, &options).await {
-        Ok(done) => {
-            let record = JobRecord {
-                id: done.job.clone(),
-                route: route.to_owned(),
-                routes: done.routes,
-                total: done.total,
-                created_at: job::unix_seconds(),
-                input: input.to_owned(),
-                max_attempts: DEFAULT_MAX_ATTEMPTS,
-                ..JobRecord::default()
-            };
-            Ok((done.job, Ok(record)))
-        }
-        Err(SubmitError::Broker(e)) => Err(e.into()),
-        // The lines were checked already; this is a safety net, reported like the checks.
-        Err(e) => Ok((job::new_job_id(), Err(vec![problem(None, e.to_string())]))),
-    }
+    let client = api.client()?;
+    let done = submit::queue_lines(client, api.queues()?, &checked.lines, &options).await?;
+    api.views()?.jobs.synced(client, |_| ()).await?;
+    let record = JobRecord {
+        id: done.job.clone(),
+        route: checked.route,
+        routes: done.routes,
+        total: done.total,
+        created_at: job::unix_seconds(),
+        input: input.to_owned(),
+        max_attempts: DEFAULT_MAX_ATTEMPTS,
+        ..JobRecord::default()
+    };
+    Ok((done.job, Ok(record)))
 }
 
 /// The fields OpenAI checks at create time (400s).
@@ -149,156 +150,9 @@ fn check_request(request: &CreateBatch) -> Result<(), BatchApiError> {
     Ok(())
 }
 
-fn problem(line: Option<usize>, message: String) -> LineProblem {
-    LineProblem {
-        code: "invalid_request".to_owned(),
-        message,
-        param: None,
-        line,
-    }
-}
-
-/// Checks every line; on success gives the job's route (the first line's) and the text
-/// with each `route/model` replaced by its route, so the job format's per-line route
-/// override sends every line where its model says.
-pub fn check_lines(
-    text: &str,
-    endpoint: &str,
-    table: &RouteTable,
-) -> Result<(String, String), Vec<LineProblem>> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut problems = Vec::new();
-    let mut first_route = None;
-    let mut out = Vec::new();
-    for (index, raw) in text.split('\n').enumerate() {
-        match route_line(raw, table) {
-            Ok(Some((route, line))) => {
-                first_route.get_or_insert(route);
-                out.push(line);
-            }
-            Ok(None) => out.push(raw.to_owned()),
-            Err(message) => {
-                problems.push(problem(Some(index + 1), message));
-                out.push(raw.to_owned());
-            }
-        }
-    }
-    let text = out.join("\n");
-    let route = first_route.unwrap_or_default();
-    let is_route = |name: &str| table.routes().iter().any(|r| r.name == name);
-    let parsed = format::parse(&text, &route, &is_route);
-    for line in parsed.lines.iter().filter(|l| l.api.path() != endpoint) {
-        problems.push(problem(
-            Some(line.line),
-            format!(
-                "url \"{}\" does not match the batch's endpoint \"{endpoint}\": one batch calls one endpoint",
-                line.api.path()
-            ),
-        ));
-    }
-    for e in parsed.errors {
-        let line = (e.line > 0).then_some(e.line);
-        if !problems.iter().any(|p| p.line == line && line.is_some()) {
-            problems.push(problem(line, e.reason));
-        } else if let Some(p) = problems.iter_mut().find(|p| p.line == line) {
-            p.message = format!("{}; {}", e.reason, p.message);
-        }
-    }
-    if problems.is_empty() {
-        return Ok((route, text));
-    }
-    problems.sort_by_key(|p| p.line.unwrap_or(0));
-    problems.truncate(MAX_PROBLEMS);
-    Err(problems)
-}
-
-/// A line's route and the line with `body.model` set to it; None for a line the format
-/// check reports (blank, not JSON, no body); Err when the model names no route.
-fn route_line(raw: &str, table: &RouteTable) -> Result<Option<(String, String)>, String> {
-    let trimmed = raw.strip_suffix('\r').unwrap_or(raw);
-    if trimmed.trim().is_empty() {
-        return Ok(None);
-    }
-    let Ok(Value::Object(mut line)) = serde_json::from_str::<Value>(trimmed) else {
-        return Ok(None);
-    };
-    let Some(Value::Object(body)) = line.get_mut("body") else {
-        return Ok(None);
-    };
-    let model = match body.get("model") {
-        Some(Value::String(m)) if !m.is_empty() => m.clone(),
-        _ => {
-            return Err(format!(
-                "body.model is missing: name a route ({}) or route/model",
-                table.names()
-            ))
-        }
-    };
-    let route = table
-        .resolve(&model)
-        .map_err(|e| format!("body.model: {e}"))?
-        .route
-        .name
-        .clone();
-    if route == model {
-        return Ok(Some((route, raw.to_owned())));
-    }
-    body.insert("model".to_owned(), Value::String(route.clone()));
-    Ok(Some((route, Value::Object(line).to_string())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn table() -> RouteTable {
-        let config = crate::config::load_with_env(None, &std::collections::HashMap::new());
-        RouteTable::new(&config.unwrap_or_else(|e| unreachable!("default config: {e}")))
-    }
-
-    fn line(id: &str, model: Option<&str>) -> String {
-        let mut body = json!({"messages": [{"role": "user", "content": "hi"}]});
-        if let Some(m) = model {
-            body["model"] = json!(m);
-        }
-        json!({"custom_id": id, "method": "POST", "url": CHAT_URL, "body": body}).to_string()
-    }
-
-    #[test]
-    fn models_pick_routes_and_route_slash_model_is_rewritten() {
-        let text = [
-            line("a", Some("claude")),
-            line("b", Some("openai/gpt-4.1-mini")),
-        ]
-        .join("\n");
-        let (route, rewritten) = check_lines(&text, CHAT_URL, &table()).unwrap_or_default();
-        assert_eq!(route, "claude");
-        let is_route = |n: &str| n == "openai" || n == "claude";
-        let parsed = format::parse(&rewritten, &route, &is_route);
-        let routes: Vec<&str> = parsed.lines.iter().map(|l| l.route.as_str()).collect();
-        assert_eq!(routes, ["claude", "openai"]);
-    }
-
-    #[test]
-    fn every_bad_line_is_named() {
-        let text = [
-            line("a", Some("openai")),
-            line("b", None),
-            "not json".to_owned(),
-            line("c", Some("gpt-4o")),
-            line("a", Some("openai")),
-        ]
-        .join("\n");
-        let problems = check_lines(&text, CHAT_URL, &table())
-            .err()
-            .unwrap_or_default();
-        let lines: Vec<Option<usize>> = problems.iter().map(|p| p.line).collect();
-        assert_eq!(lines, [Some(2), Some(3), Some(4), Some(5)], "{problems:?}");
-        assert!(problems[0].message.contains("body.model is missing"));
-        assert!(problems[2].message.contains("unknown model 'gpt-4o'"));
-        assert!(problems[3].message.contains("duplicate custom_id"));
-    }
 
     #[test]
     fn request_fields_are_checked() {

@@ -17,7 +17,7 @@ pub enum BatchApiError {
     NoFile(String),
     #[error("no batch '{0}' on this gateway's broker (GET /v1/batches lists them)")]
     NoBatch(String),
-    #[error("the uploaded file is larger than {limit} bytes: split it into smaller batches")]
+    #[error("the request body is larger than the Batch API's cap of {limit} bytes: split the file into smaller batches, or raise the cap with --max-upload")]
     TooLarge { limit: usize },
     #[error("batch '{id}' is {status} and cannot be cancelled")]
     NotCancellable { id: String, status: &'static str },

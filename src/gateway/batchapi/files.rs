@@ -2,6 +2,8 @@
 //! as chunk events on its own channel. The output and error files of a batch are views of
 //! the batch's result log (see [`super::output`]), so their ids are derived from the batch.
 
+use super::follow::View;
+use super::recent::Recent;
 use super::store;
 use crate::batch::job;
 use crate::kubemq::client::{Client, Error as ClientError, ErrorKind};
@@ -107,10 +109,66 @@ pub enum FileEvent {
     Created(StoredFile),
 }
 
-/// Stores `bytes` as a new file; the metadata goes last, so a file that is listed has all
-/// its content.
+/// Most uploaded files kept in memory; the oldest is forgotten first (and is then a 404).
+pub const KEEP_FILES: usize = 10_000;
+
+/// Every uploaded file's metadata, folded from [`FILES_CHANNEL`] (bounded).
+#[derive(Debug, Clone)]
+pub struct Files {
+    files: Recent<StoredFile>,
+}
+
+impl Default for Files {
+    fn default() -> Self {
+        Self {
+            files: Recent::new(KEEP_FILES),
+        }
+    }
+}
+
+impl Files {
+    /// Adds a file whose record is consistent; anything else is logged and skipped, as
+    /// the broker takes records from anyone.
+    pub fn apply(&mut self, event: FileEvent) {
+        let FileEvent::Created(file) = event;
+        if !matches!(parse_id(&file.id), Some(FileId::Upload(_))) {
+            tracing::warn!(
+                "ignoring a file record on {FILES_CHANNEL} with an id this gateway never makes"
+            );
+            return;
+        }
+        if file.chunks != file.bytes.div_ceil(CHUNK_BYTES as u64) {
+            tracing::warn!(file = %file.id, bytes = file.bytes, chunks = file.chunks,
+                "ignoring a file record on {FILES_CHANNEL} whose chunk count does not match its size");
+            return;
+        }
+        self.files.insert(file.id.clone(), file);
+    }
+
+    pub fn get(&self, id: &str) -> Option<&StoredFile> {
+        self.files.get(id)
+    }
+
+    /// Every file, newest first.
+    pub fn newest_first(&self) -> Vec<StoredFile> {
+        self.files.newest_first().cloned().collect()
+    }
+}
+
+impl super::follow::Fold for Files {
+    fn fold(&mut self, event: &crate::kubemq::EventReceive) {
+        match serde_json::from_slice::<FileEvent>(&event.body) {
+            Ok(e) => self.apply(e),
+            Err(e) => tracing::warn!("ignoring an unreadable record on {FILES_CHANNEL}: {e}"),
+        }
+    }
+}
+
+/// Stores `bytes` as a new file; the metadata goes last (through the files view, so this
+/// replica lists it at once), so a file that is listed has all its content.
 pub async fn upload(
     client: &Client,
+    files: &View<Files>,
     filename: &str,
     purpose: &str,
     bytes: &[u8],
@@ -133,33 +191,30 @@ pub async fn upload(
     };
     let event = serde_json::to_vec(&FileEvent::Created(file.clone()))
         .map_err(|e| ClientError::new(ErrorKind::Rejected, format!("file event: {e}")))?;
-    store::publish(client, FILES_CHANNEL, event, HashMap::new()).await?;
+    files.store(client, event).await?;
     Ok(file)
 }
 
-/// Every uploaded file, oldest first.
-pub async fn list(client: &Client) -> Result<Vec<StoredFile>, ClientError> {
-    let events = store::replay(client, FILES_CHANNEL).await?;
-    Ok(events
-        .iter()
-        .filter_map(|e| match serde_json::from_slice::<FileEvent>(&e.body) {
-            Ok(FileEvent::Created(file)) => Some(file),
-            Err(err) => {
-                tracing::debug!("ignoring an unreadable event on {FILES_CHANNEL}: {err}");
-                None
-            }
-        })
-        .collect())
-}
-
-/// One uploaded file's metadata, if it exists.
-pub async fn find(client: &Client, id: &str) -> Result<Option<StoredFile>, ClientError> {
-    Ok(list(client).await?.into_iter().find(|f| f.id == id))
-}
-
-/// An uploaded file's bytes.
-pub async fn content(client: &Client, file: &StoredFile) -> Result<Vec<u8>, ClientError> {
-    let n = usize::try_from(file.chunks).unwrap_or(usize::MAX);
+/// An uploaded file's bytes. `max_bytes` bounds what is read and allocated: the record's
+/// size comes from the broker, which anyone may write to.
+pub async fn content(
+    client: &Client,
+    file: &StoredFile,
+    max_bytes: u64,
+) -> Result<Vec<u8>, ClientError> {
+    let too_big = || {
+        ClientError::new(
+            ErrorKind::Rejected,
+            format!(
+                "{}: its record says {} bytes in {} chunks, over this gateway's {max_bytes}-byte file limit",
+                file.id, file.bytes, file.chunks
+            ),
+        )
+    };
+    if file.bytes > max_bytes || file.chunks > max_bytes.div_ceil(CHUNK_BYTES as u64) {
+        return Err(too_big());
+    }
+    let n = usize::try_from(file.chunks).map_err(|_| too_big())?;
     let mut events = store::first_n(client, &content_channel(&file.id), n).await?;
     let index = |e: &crate::kubemq::EventReceive| {
         e.tags
@@ -168,12 +223,22 @@ pub async fn content(client: &Client, file: &StoredFile) -> Result<Vec<u8>, Clie
             .unwrap_or(u64::MAX)
     };
     events.sort_by_key(index);
-    let mut bytes = Vec::with_capacity(usize::try_from(file.bytes).unwrap_or(0));
+    let capacity = usize::try_from(file.bytes).map_err(|_| too_big())?;
+    let mut bytes = Vec::with_capacity(capacity);
     for (i, e) in events.iter().enumerate() {
         if index(e) != i as u64 {
             return Err(ClientError::new(
                 ErrorKind::Rejected,
                 format!("{}: chunk {i} is missing on the broker", file.id),
+            ));
+        }
+        if (bytes.len() + e.body.len()) as u64 > file.bytes {
+            return Err(ClientError::new(
+                ErrorKind::Rejected,
+                format!(
+                    "{}: its chunks hold more than the {} bytes its record says",
+                    file.id, file.bytes
+                ),
             ));
         }
         bytes.extend_from_slice(&e.body);
@@ -214,5 +279,27 @@ mod tests {
         let back: Option<FileEvent> = serde_json::from_str(&text).ok();
         assert_eq!(back, Some(FileEvent::Created(file.clone())));
         assert_eq!(file.object()["object"], "file");
+    }
+
+    #[test]
+    fn inconsistent_file_records_are_skipped() {
+        let file = |bytes: u64, chunks: u64| StoredFile {
+            id: new_file_id(),
+            bytes,
+            created_at: 1,
+            filename: "a.jsonl".into(),
+            purpose: "batch".into(),
+            chunks,
+        };
+        let mut files = Files::default();
+        let good = file(CHUNK_BYTES as u64 + 1, 2);
+        files.apply(FileEvent::Created(good.clone()));
+        for bad in [file(10, u64::MAX), file(u64::MAX, 1), file(0, 1)] {
+            files.apply(FileEvent::Created(bad));
+        }
+        let mut odd = file(1, 1);
+        odd.id = "file-../x".into();
+        files.apply(FileEvent::Created(odd));
+        assert_eq!(files.newest_first(), [good]);
     }
 }

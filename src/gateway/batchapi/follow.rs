@@ -4,9 +4,14 @@
 //! Why: reading a history by replaying it (a fresh subscription and a marker per read)
 //! made every read cost the whole channel, and the background scan opened a new
 //! subscription under a new ClientID every 10 s even with nothing going on; on a real
-//! KubeMQ each of those leaves a durable subscription behind. With a view, the scan reads
-//! memory, and a read that must see other replicas' writes stores one marker and waits
-//! for it to come back on the same subscription.
+//! KubeMQ each of those leaves a durable subscription behind. With a view, reads and the
+//! scan read memory: a GET costs the same however often anyone read before, and stores
+//! nothing. Only a read that misses (an id another replica may have just written) stores
+//! one marker and waits for it to come back on the same subscription. A write through
+//! [`View::store`] returns once the view holds it, so this replica reads its own writes.
+//!
+//! The subscription lives as long as the client: after a broker restart the client
+//! resubscribes at the sequence after the last event delivered, so nothing is folded twice.
 
 use super::store;
 use crate::kubemq::client::{Client, Error as ClientError, ErrorKind};
@@ -18,8 +23,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// Longest wait for a marker to come back.
+/// Longest wait for a marker (or a stored event) to come back.
 const SYNC_LIMIT: Duration = Duration::from_secs(15);
+/// The tag naming an event stored through [`View::store`], so its writer sees it arrive.
+const ECHO_TAG: &str = "llm-router-echo";
 
 /// A state built from a channel's events, in order.
 pub trait Fold: Default + Send + Sync + 'static {
@@ -42,7 +49,8 @@ impl<S> Clone for View<S> {
 struct Inner<S> {
     channel: String,
     state: RwLock<S>,
-    /// Markers this process stored and waits for.
+    /// Markers and echo tags this process stored and waits for; the follow task takes a
+    /// waiter out and wakes it once the event is folded, or drops them all when it ends.
     waiting: Mutex<HashMap<String, oneshot::Sender<()>>>,
 }
 
@@ -76,17 +84,38 @@ impl<S: Fold> View<S> {
         read: impl FnOnce(&S) -> T,
     ) -> Result<T, ClientError> {
         let marker = uuid::Uuid::new_v4().simple().to_string();
+        self.await_stored(
+            &marker,
+            store::mark_as(client, &self.inner.channel, &marker),
+        )
+        .await?;
+        Ok(self.now(read))
+    }
+
+    /// Stores `body` on the channel and returns once the view has folded it.
+    pub async fn store(&self, client: &Client, body: Vec<u8>) -> Result<(), ClientError> {
+        let echo = uuid::Uuid::new_v4().simple().to_string();
+        let tags = HashMap::from([(ECHO_TAG.to_owned(), echo.clone())]);
+        let stored = store::publish(client, &self.inner.channel, body, tags);
+        self.await_stored(&echo, stored).await
+    }
+
+    /// Runs `stored` (a publish tagged `key`) and waits until the tagged event arrived.
+    async fn await_stored(
+        &self,
+        key: &str,
+        stored: impl std::future::Future<Output = Result<(), ClientError>>,
+    ) -> Result<(), ClientError> {
         let (tx, rx) = oneshot::channel();
-        self.inner.waiting.lock().insert(marker.clone(), tx);
-        let stored = store::mark_as(client, &self.inner.channel, &marker).await;
-        if let Err(e) = stored {
-            self.inner.waiting.lock().remove(&marker);
+        self.inner.waiting.lock().insert(key.to_owned(), tx);
+        if let Err(e) = stored.await {
+            self.inner.waiting.lock().remove(key);
             return Err(e);
         }
         let arrived = tokio::time::timeout(SYNC_LIMIT, rx).await;
-        self.inner.waiting.lock().remove(&marker);
+        self.inner.waiting.lock().remove(key);
         match arrived {
-            Ok(Ok(())) => Ok(self.now(read)),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(ClientError::new(
                 ErrorKind::Unavailable,
                 format!("the subscription to {} ended", self.inner.channel),
@@ -114,7 +143,14 @@ async fn follow<S: Fold>(
                     let _ = waiter.send(());
                 }
             }
-            None => inner.state.write().fold(&event),
+            None => {
+                inner.state.write().fold(&event);
+                let echo = event.tags.get(ECHO_TAG);
+                let waiter = echo.and_then(|key| inner.waiting.lock().remove(key));
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(());
+                }
+            }
         }
     }
     tracing::debug!(channel = %inner.channel, "view subscription ended");

@@ -42,7 +42,7 @@ impl ResultLog {
     }
 
     pub fn done(&self) -> u64 {
-        self.ok_count + self.error_count
+        self.ok_count.saturating_add(self.error_count)
     }
 
     /// Adds one stored chunk; lines of custom_ids already in either file are dropped.

@@ -2,7 +2,9 @@
 //! metadata), a validation failure, and the end. Stored as events on [`BATCHES_CHANNEL`];
 //! the job's own history (progress, cancel) stays on the jobs channel.
 
+use super::recent::Recent;
 use super::store;
+use crate::batch::job;
 use crate::kubemq::client::{Client, Error as ClientError, ErrorKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -70,10 +72,28 @@ pub struct Finished {
     pub failed: u64,
 }
 
-/// Folds batch events in the order they were stored.
-#[derive(Debug, Default, Clone)]
+/// Most ended (finished or failed) batches kept in memory; the oldest ended is forgotten
+/// first, and a GET of it is then a 404 (OpenAI, too, expires batches and their files).
+pub const KEEP_ENDED: usize = 10_000;
+/// Most batches kept in all, open ones included, so a flood of forged records cannot
+/// grow the view without bound; beyond it the oldest created is forgotten.
+pub const KEEP_ALL: usize = 50_000;
+
+/// Folds batch events in the order they were stored, keeping the newest (bounded).
+#[derive(Debug, Clone)]
 pub struct Batches {
-    batches: HashMap<String, BatchRecord>,
+    batches: Recent<BatchRecord>,
+    /// The ids of ended batches, in the order they ended.
+    ended: Recent<()>,
+}
+
+impl Default for Batches {
+    fn default() -> Self {
+        Self {
+            batches: Recent::new(KEEP_ALL),
+            ended: Recent::new(KEEP_ENDED),
+        }
+    }
 }
 
 impl Batches {
@@ -86,44 +106,100 @@ impl Batches {
                 completion_window,
                 created_at,
                 metadata,
-            } => {
-                let record = self.batches.entry(batch.clone()).or_default();
-                *record = BatchRecord {
-                    id: batch,
-                    endpoint,
-                    input_file_id,
-                    completion_window,
-                    created_at,
-                    metadata,
-                    ..std::mem::take(record)
-                };
-            }
+            } => self.create(BatchRecord {
+                id: batch,
+                endpoint,
+                input_file_id,
+                completion_window,
+                created_at,
+                metadata,
+                ..BatchRecord::default()
+            }),
             BatchEvent::Failed { batch, at, errors } => {
-                let record = self.batches.entry(batch).or_default();
-                record.failed.get_or_insert((at, errors));
+                self.end(&batch, |r| {
+                    r.failed.get_or_insert((at, errors));
+                });
             }
             BatchEvent::Finished {
                 batch,
                 at,
                 ok,
                 failed,
-            } => {
-                let record = self.batches.entry(batch).or_default();
-                record.finished.get_or_insert(Finished { at, ok, failed });
-            }
+            } => self.end(&batch, |r| {
+                r.finished.get_or_insert(Finished { at, ok, failed });
+            }),
+        }
+    }
+
+    fn create(&mut self, record: BatchRecord) {
+        if !job::is_job_id(&record.id) {
+            tracing::warn!(
+                batch = %record.id.chars().take(80).collect::<String>(),
+                "ignoring a batch record on {BATCHES_CHANNEL} whose id this gateway never makes"
+            );
+            return;
+        }
+        let id = record.id.clone();
+        let record = match self.batches.get_mut(&id) {
+            Some(old) => BatchRecord {
+                failed: old.failed.take(),
+                finished: old.finished.take(),
+                ..record
+            },
+            None => record,
+        };
+        if let Some((oldest, _)) = self.batches.insert(id, record) {
+            self.ended.remove(&oldest);
+        }
+    }
+
+    /// Applies an end to a known batch; an end for a batch never created (or forgotten)
+    /// is no batch.
+    fn end(&mut self, id: &str, set: impl FnOnce(&mut BatchRecord)) {
+        let Some(record) = self.batches.get_mut(id) else {
+            tracing::debug!("ignoring the end of unknown batch {id:.80}");
+            return;
+        };
+        set(record);
+        if self.ended.contains(id) {
+            return;
+        }
+        if let Some((oldest, ())) = self.ended.insert(id.to_owned(), ()) {
+            self.batches.remove(&oldest);
         }
     }
 
     /// A created batch.
     pub fn get(&self, id: &str) -> Option<&BatchRecord> {
-        self.batches.get(id).filter(|b| !b.id.is_empty())
+        self.batches.get(id)
     }
 
-    /// Every created batch, newest first.
+    /// Every batch, newest first.
     pub fn newest_first(&self) -> Vec<&BatchRecord> {
-        let mut all: Vec<_> = self.batches.values().filter(|b| !b.id.is_empty()).collect();
-        all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-        all
+        self.batches.newest_first().collect()
+    }
+
+    /// Up to `limit` batches older than `after` (from the newest without), newest first,
+    /// and whether more follow.
+    pub fn page(&self, after: Option<&str>, limit: usize) -> (Vec<BatchRecord>, bool) {
+        let mut older = self.batches.older_than(after);
+        let page: Vec<BatchRecord> = older.by_ref().take(limit).cloned().collect();
+        (page, older.next().is_some())
+    }
+
+    /// The batches a collector may still have work on.
+    pub fn unended(&self) -> impl Iterator<Item = &BatchRecord> {
+        self.batches
+            .newest_first()
+            .filter(|b| b.failed.is_none() && b.finished.is_none())
+    }
+
+    pub fn len(&self) -> usize {
+        self.batches.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
     }
 }
 
@@ -138,30 +214,22 @@ impl super::follow::Fold for Batches {
     fn fold(&mut self, event: &crate::kubemq::EventReceive) {
         match serde_json::from_slice::<BatchEvent>(&event.body) {
             Ok(e) => self.apply(e),
-            Err(e) => tracing::debug!("ignoring an unreadable event on {BATCHES_CHANNEL}: {e}"),
+            Err(e) => tracing::warn!("ignoring an unreadable record on {BATCHES_CHANNEL}: {e}"),
         }
     }
-}
-
-/// Every batch as the history tells it now.
-pub async fn replay(client: &Client) -> Result<Batches, ClientError> {
-    let mut batches = Batches::default();
-    for event in store::replay(client, BATCHES_CHANNEL).await? {
-        match serde_json::from_slice::<BatchEvent>(&event.body) {
-            Ok(e) => batches.apply(e),
-            Err(e) => tracing::debug!("ignoring an unreadable event on {BATCHES_CHANNEL}: {e}"),
-        }
-    }
-    Ok(batches)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn created(id: &str, at: i64) -> BatchEvent {
+    fn id(n: u32) -> String {
+        format!("batch_{n:032x}")
+    }
+
+    fn created(n: u32, at: i64) -> BatchEvent {
         BatchEvent::Created {
-            batch: id.into(),
+            batch: id(n),
             endpoint: "/v1/chat/completions".into(),
             input_file_id: "file-x".into(),
             completion_window: "24h".into(),
@@ -170,35 +238,55 @@ mod tests {
         }
     }
 
+    fn finished(n: u32, at: i64, ok: u64) -> BatchEvent {
+        BatchEvent::Finished {
+            batch: id(n),
+            at,
+            ok,
+            failed: 1,
+        }
+    }
+
     #[test]
     fn the_first_end_wins_and_lists_are_newest_first() {
         let mut b = Batches::default();
-        b.apply(created("a", 1));
-        b.apply(created("b", 2));
-        b.apply(BatchEvent::Finished {
-            batch: "a".into(),
-            at: 5,
-            ok: 3,
-            failed: 1,
-        });
-        b.apply(BatchEvent::Finished {
-            batch: "a".into(),
-            at: 6,
-            ok: 4,
-            failed: 0,
-        });
-        let a = b.get("a").and_then(|r| r.finished);
+        b.apply(created(1, 1));
+        b.apply(created(2, 2));
+        b.apply(finished(1, 5, 3));
+        b.apply(finished(1, 6, 4));
+        let a = b.get(&id(1)).and_then(|r| r.finished);
         assert_eq!(a.map(|f| (f.at, f.ok, f.failed)), Some((5, 3, 1)));
         let ids: Vec<&str> = b.newest_first().iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, ["b", "a"]);
-        // An end without a creation is not a batch.
-        b.apply(BatchEvent::Finished {
-            batch: "c".into(),
-            at: 1,
-            ok: 0,
-            failed: 0,
+        assert_eq!(ids, [id(2), id(1)]);
+        // An end without a creation is not a batch, nor is an id we never make.
+        b.apply(finished(3, 1, 0));
+        b.apply(BatchEvent::Created {
+            batch: "../../x".into(),
+            endpoint: String::new(),
+            input_file_id: String::new(),
+            completion_window: String::new(),
+            created_at: 0,
+            metadata: None,
         });
-        assert!(b.get("c").is_none());
-        assert_eq!(b.newest_first().len(), 2);
+        assert!(b.get(&id(3)).is_none());
+        assert_eq!(b.len(), 2);
+        let (page, more) = b.page(Some(&id(2)), 5);
+        assert_eq!((page.len(), more), (1, false));
+        assert!(b.page(None, 1).1);
+    }
+
+    #[test]
+    fn the_oldest_ended_batches_are_forgotten_first() {
+        let mut b = Batches::default();
+        let n = u32::try_from(KEEP_ENDED).unwrap_or(u32::MAX) + 5;
+        b.apply(created(0, 0));
+        for i in 1..=n {
+            b.apply(created(i, i64::from(i)));
+            b.apply(finished(i, 0, 1));
+        }
+        assert!(b.get(&id(0)).is_some(), "an open batch stays");
+        assert!(b.get(&id(5)).is_none() && b.get(&id(6)).is_some());
+        assert_eq!(b.len(), KEEP_ENDED + 1);
+        assert_eq!(b.unended().count(), 1);
     }
 }

@@ -1,8 +1,8 @@
 //! Reading and writing events-store channels: the only place the Batch API keeps state.
 //!
-//! A read is a replay from the first event up to a sync marker this reader stored just
-//! before: everything stored before the marker has then been read, so a replica sees what
-//! another replica wrote before it answered (no guessing at quiet periods).
+//! The batches, jobs and files histories are read through long-lived views
+//! ([`super::follow`]); a replay, from the first event up to a sync marker this reader stored
+//! just before, is only for a batch's result log when its output file is read.
 
 use crate::kubemq::client::{Client, Error as ClientError, ErrorKind};
 use crate::kubemq::subscribe::{EventsStoreType, SubscribeType};
@@ -17,6 +17,8 @@ pub const SYNC_TAG: &str = "llm-router-sync";
 /// Longest wait for one replay attempt to reach its marker, and the attempts made.
 const REPLAY_LIMIT: Duration = Duration::from_secs(15);
 const REPLAY_ATTEMPTS: u32 = 3;
+/// Most events room is made for up front in [`first_n`].
+const PREALLOC_EVENTS: usize = 256;
 /// Longest wait for a file's content chunks (up to 200 of 1 MiB).
 const CONTENT_LIMIT: Duration = Duration::from_secs(120);
 
@@ -125,7 +127,8 @@ pub async fn first_n(
 ) -> Result<Vec<EventReceive>, ClientError> {
     let mut events = from_first(client, channel).await?;
     let read = async {
-        let mut out = Vec::with_capacity(n);
+        // n may come from a record on the broker: never sized from it beyond a little.
+        let mut out = Vec::with_capacity(n.min(PREALLOC_EVENTS));
         while out.len() < n {
             match events.next().await {
                 Some(event) if is_marker(&event) => {}

@@ -61,7 +61,7 @@ pub fn object(batch: &BatchRecord, job: Option<&JobRecord>) -> Value {
         "error_file_id": errors_file,
         "created_at": batch.created_at,
         "in_progress_at": job.map(|_| batch.created_at),
-        "expires_at": batch.created_at + 24 * 3600,
+        "expires_at": batch.created_at.saturating_add(24 * 3600),
         "finalizing_at": finished_at,
         "completed_at": finished_at.filter(|_| status == "completed"),
         "failed_at": batch.failed.as_ref().map(|(at, _)| *at),

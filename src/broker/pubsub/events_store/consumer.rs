@@ -233,12 +233,21 @@ impl Consumer {
     /// The open member with the fewest buffered messages; ties rotate.
     fn pick(&self) -> Option<mpsc::Sender<EventReceive>> {
         let members = self.members.lock();
-        let open: Vec<&Member> = members.iter().filter(|m| !m.tx.is_closed()).collect();
-        let load = |m: &Member| m.tx.max_capacity() - m.tx.capacity();
-        let least = open.iter().map(|m| load(m)).min()?;
-        let tied: Vec<&&Member> = open.iter().filter(|m| load(m) == least).collect();
-        let turn = self.rotate.fetch_add(1, Ordering::Relaxed) % tied.len();
-        Some(tied[turn].tx.clone())
+        // Each load read once: deliveries change them meanwhile, and a second read could
+        // leave no member tied with the least (a division by zero).
+        let open: Vec<(&Member, usize)> = members
+            .iter()
+            .filter(|m| !m.tx.is_closed())
+            .map(|m| (m, m.tx.max_capacity() - m.tx.capacity()))
+            .collect();
+        let least = open.iter().map(|(_, load)| *load).min()?;
+        let tied: Vec<&Member> = open
+            .iter()
+            .filter(|(_, load)| *load == least)
+            .map(|(m, _)| *m)
+            .collect();
+        let turn = self.rotate.fetch_add(1, Ordering::Relaxed) % tied.len().max(1);
+        tied.get(turn).map(|m| m.tx.clone())
     }
 }
 
