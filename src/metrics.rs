@@ -138,10 +138,39 @@ pub const OTHER_CHANNELS: &str = "_other";
 /// fill [`MAX_CHANNEL_LABELS`] with series that never move again.
 pub const STREAM_CHANNELS: &str = "llm-router.stream.*";
 
+/// The shared label of channels that exist once per request, batch job or uploaded file:
+/// one series for all of them instead of one per id that outlives its channel.
+fn per_id_family(channel: &str) -> Option<&'static str> {
+    if channel.starts_with(crate::protocol::stream::CHANNEL_PREFIX) {
+        return Some(STREAM_CHANNELS);
+    }
+    if channel.starts_with("llm-router.file.") {
+        return Some("llm-router.file.*");
+    }
+    let (job, kind) = channel
+        .strip_prefix("llm-router.batch.")?
+        .rsplit_once('.')?;
+    if !crate::protocol::batch::is_job_id(job) {
+        return None;
+    }
+    match kind {
+        "results" => Some("llm-router.batch.*.results"),
+        "dlq" => Some("llm-router.batch.*.dlq"),
+        "output" => Some("llm-router.batch.*.output"),
+        _ => None,
+    }
+}
+
+/// Whether `label` (from [`channel_label`]) is shared by many channels, so a gauge of one
+/// channel must move it by differences instead of setting it.
+pub fn is_shared_label(label: &str) -> bool {
+    label.contains('*') || label == OTHER_CHANNELS
+}
+
 /// The label value to use for `channel`.
 pub fn channel_label(channel: &str) -> String {
-    if channel.starts_with(crate::protocol::stream::CHANNEL_PREFIX) {
-        return STREAM_CHANNELS.to_owned();
+    if let Some(family) = per_id_family(channel) {
+        return family.to_owned();
     }
     static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
     let mut seen = SEEN.get_or_init(Default::default).lock();
@@ -158,6 +187,23 @@ pub fn channel_label(channel: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channels_made_per_request_job_or_file_share_one_label() {
+        let job = "batch_0123456789abcdef0123456789abcdef";
+        assert_eq!(channel_label("llm-router.stream.abc.cancel"), STREAM_CHANNELS);
+        assert_eq!(
+            channel_label(&format!("llm-router.batch.{job}.results")),
+            "llm-router.batch.*.results"
+        );
+        assert_eq!(
+            channel_label(&format!("llm-router.batch.{job}.dlq")),
+            "llm-router.batch.*.dlq"
+        );
+        assert_eq!(channel_label("llm-router.file.file-1"), "llm-router.file.*");
+        assert_eq!(channel_label("llm-router.batch.openai"), "llm-router.batch.openai");
+        assert!(is_shared_label("llm-router.batch.*.dlq") && !is_shared_label("q"));
+    }
 
     #[test]
     fn each_role_keeps_its_own_series() {
