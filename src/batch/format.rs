@@ -2,6 +2,7 @@
 //! sees every problem in one pass; output lines follow OpenAI's Batch output shape so
 //! existing tooling can read our results.
 
+use crate::config::models::{ModelNames, ModelRoute};
 pub use crate::protocol::batch::{LineFailure, LineResponse, OutputLine};
 use crate::provider::{Api, LlmRequest};
 
@@ -24,8 +25,10 @@ pub struct JobLine {
     pub custom_id: String,
     /// The API its `url` names.
     pub api: Api,
-    /// The route this line goes to: `body.model` when it names a known route, else the job's route.
+    /// The route this line goes to: where `body.model` says, else the job's route.
     pub route: String,
+    /// The one target model to ask, when `body.model` named one.
+    pub pin: Option<String>,
     /// The body as given, so nothing the user sent is lost on the way.
     pub body: Value,
 }
@@ -47,9 +50,30 @@ pub struct Parsed {
     pub errors: Vec<LineError>,
 }
 
-/// Reads a whole file's text. `route` is the job's route; `is_route(name)` says whether a
-/// name is a configured route (for the per-line override).
-pub fn parse(text: &str, route: &str, is_route: &dyn Fn(&str) -> bool) -> Parsed {
+/// Where a line goes, given its `body.model` (None when absent, null or empty), or why it
+/// cannot go anywhere.
+pub type RouteOf<'a> = &'a dyn Fn(Option<&str>) -> Result<ModelRoute, String>;
+
+/// How a CLI job reads `body.model`: as everywhere else (see [`ModelNames::resolve`]),
+/// with the job's `route` first among the routes serving a model, and a line without a
+/// model going to `route`.
+pub fn job_routes<'a>(
+    names: &'a ModelNames,
+    route: &'a str,
+) -> impl Fn(Option<&str>) -> Result<ModelRoute, String> + 'a {
+    move |model| match model {
+        None => Ok(ModelRoute {
+            route: route.to_owned(),
+            pin: None,
+        }),
+        Some(model) => names
+            .resolve(model, Some(route))
+            .map_err(|e| format!("body.model: {e}")),
+    }
+}
+
+/// Reads a whole file's text; `route_of` says where each line goes.
+pub fn parse(text: &str, route_of: RouteOf<'_>) -> Parsed {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut parsed = Parsed::default();
     // custom_id -> the line that used it first; invalid lines count too, since the id must
@@ -60,10 +84,11 @@ pub fn parse(text: &str, route: &str, is_route: &dyn Fn(&str) -> bool) -> Parsed
         if raw.trim().is_empty() {
             continue;
         }
-        match check_line(index + 1, raw, &mut seen) {
-            Ok((custom_id, api, body)) => parsed.lines.push(JobLine {
+        match check_line(index + 1, raw, &mut seen, route_of) {
+            Ok((custom_id, api, body, to)) => parsed.lines.push(JobLine {
                 line: index + 1,
-                route: line_route(&body, route, is_route),
+                route: to.route,
+                pin: to.pin,
                 custom_id,
                 api,
                 body,
@@ -101,20 +126,25 @@ fn render_error(error: &LineError) -> String {
     }
 }
 
-/// A line's route: the body's `model` may name a configured route to override the job's.
-fn line_route(body: &Value, route: &str, is_route: &dyn Fn(&str) -> bool) -> String {
-    match body.get("model").and_then(Value::as_str) {
-        Some(model) if is_route(model) => model.to_string(),
-        _ => route.to_string(),
-    }
+/// A line's route from its body's `model`; None when the body is not an object or its
+/// model not a string, which the body check reports.
+fn line_route(body: Option<&Value>, route_of: RouteOf<'_>) -> Option<Result<ModelRoute, String>> {
+    let model = match body?.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(m)) if m.is_empty() => None,
+        Some(Value::String(m)) => Some(m.as_str()),
+        Some(_) => return None,
+    };
+    Some(route_of(model))
 }
 
-/// Checks one non-blank line; on success gives its custom_id and body.
+/// Checks one non-blank line; on success gives its custom_id, body and route.
 fn check_line(
     line: usize,
     raw: &str,
     seen: &mut HashMap<String, usize>,
-) -> Result<(String, Api, Value), LineError> {
+    route_of: RouteOf<'_>,
+) -> Result<(String, Api, Value, ModelRoute), LineError> {
     let fail = |custom_id: Option<String>, reason: String| LineError {
         line,
         custom_id,
@@ -167,9 +197,17 @@ fn check_line(
         }
     };
     reasons.extend(check_body(api, object.get("body")));
-    match (custom_id, object.remove("body")) {
-        (Some(id), Some(body)) if reasons.is_empty() => Ok((id, api, body)),
-        (custom_id, _) => Err(fail(custom_id, reasons.join("; "))),
+    let to = match line_route(object.get("body"), route_of) {
+        Some(Ok(to)) => Some(to),
+        Some(Err(reason)) => {
+            reasons.push(reason);
+            None
+        }
+        None => None,
+    };
+    match (custom_id, object.remove("body"), to) {
+        (Some(id), Some(body), Some(to)) if reasons.is_empty() => Ok((id, api, body, to)),
+        (custom_id, _, _) => Err(fail(custom_id, reasons.join("; "))),
     }
 }
 
@@ -316,12 +354,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn no_routes(_: &str) -> bool {
-        false
+    /// Every line to the route "default", pinned to whatever model it names.
+    fn any_model(model: Option<&str>) -> Result<ModelRoute, String> {
+        Ok(ModelRoute {
+            route: "default".to_owned(),
+            pin: model.map(str::to_owned),
+        })
     }
 
     fn parse_text(text: &str) -> Parsed {
-        parse(text, "default", &no_routes)
+        parse(text, &any_model)
     }
 
     fn good(id: &str) -> String {
@@ -401,18 +443,59 @@ mod tests {
         assert!(reason.starts_with("body.max_tokens: "), "{reason}");
     }
 
+    fn default_names() -> ModelNames {
+        let config = crate::config::load_with_env(None, &HashMap::new());
+        ModelNames::new(&config.unwrap_or_else(|e| unreachable!("default config: {e}")))
+    }
+
+    fn with_model(id: &str, model: &str) -> String {
+        good(id).replace(
+            "\"messages\"",
+            &format!("\"model\":\"{model}\",\"messages\""),
+        )
+    }
+
     #[test]
-    fn body_model_naming_a_route_overrides_the_job_route() {
-        let is_route = |name: &str| name == "fast";
+    fn body_model_is_a_route_a_pin_or_a_served_model_with_the_job_route_first() {
+        let names = default_names();
         let text = [
-            with_body(json!({"model": "fast", "messages": [{"role": "user", "content": "x"}]})),
-            good("b").replace("\"messages\"", "\"model\":\"slow\",\"messages\""),
+            with_model("a", "claude"),
+            with_model("b", "openai/gpt-4.1-mini"),
+            with_model("c", "gpt-4o-mini"),
+            good("d"),
         ]
         .join("\n");
-        let parsed = parse(&text, "default", &is_route);
+        let parsed = parse(&text, &job_routes(&names, "sentiment"));
         assert!(parsed.errors.is_empty(), "{parsed:?}");
-        let routes: Vec<&str> = parsed.lines.iter().map(|l| l.route.as_str()).collect();
-        assert_eq!(routes, ["fast", "default"]);
+        let to: Vec<(&str, Option<&str>)> = parsed
+            .lines
+            .iter()
+            .map(|l| (l.route.as_str(), l.pin.as_deref()))
+            .collect();
+        let want = [
+            ("claude", None),
+            ("openai", Some("gpt-4.1-mini")),
+            ("sentiment", Some("gpt-4o-mini")),
+            ("sentiment", None),
+        ];
+        assert_eq!(to, want);
+    }
+
+    #[test]
+    fn a_model_no_route_serves_is_a_bad_line() {
+        let names = default_names();
+        let text = [with_model("a", "gpt-4o"), with_model("b", "openai/nope")].join("\n");
+        let parsed = parse(&text, &job_routes(&names, "openai"));
+        assert!(parsed.lines.is_empty(), "{parsed:?}");
+        let reasons: Vec<&str> = parsed.errors.iter().map(|e| e.reason.as_str()).collect();
+        assert!(
+            reasons[0].starts_with("body.model: unknown model 'gpt-4o': name a route (claude,"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].starts_with("body.model: route 'openai' has no target model 'nope'"),
+            "{reasons:?}"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `POST /v1/batches`: the input file is checked with the batch format's rules plus one of
-//! our own (every line's `body.model` names a route, or `route/model`), then queued as a
+//! our own (every line's `body.model` names a route, `route/model` or a served model), then queued as a
 //! batch job. A file with bad lines gives a `failed` batch whose `errors.data` names every
 //! line, as OpenAI does; nothing of it is queued.
 
@@ -10,6 +10,7 @@ use super::{view, BatchApi};
 use crate::batch::format::{self, CHAT_URL, EMBEDDINGS_URL};
 use crate::batch::job::{self, JobRecord};
 use crate::batch::submit::{self, SubmitError, SubmitOptions};
+use crate::config::models::ModelRoute;
 use crate::gateway::routes::RouteTable;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -105,8 +106,8 @@ async fn queue(
         skip_invalid: false,
         input: input.to_owned(),
     };
-    let routes: Vec<String> = api.table.routes().iter().map(|r| r.name.clone()).collect();
-    match submit::submit(api.client()?, api.queues()?, text, &routes, &options).await {
+    let names = api.table.model_names();
+    match submit::submit(api.client()?, api.queues()?, text, names, &options).await {
         Ok(done) => {
             let record = JobRecord {
                 id: done.job.clone(),
@@ -159,8 +160,8 @@ fn problem(line: Option<usize>, message: String) -> LineProblem {
 }
 
 /// Checks every line; on success gives the job's route (the first line's) and the text
-/// with each `route/model` replaced by its route, so the job format's per-line route
-/// override sends every line where its model says.
+/// with each `body.model` spelled as its route or `route/model`, so the job format's
+/// per-line reading sends every line where its model says.
 pub fn check_lines(
     text: &str,
     endpoint: &str,
@@ -185,8 +186,15 @@ pub fn check_lines(
     }
     let text = out.join("\n");
     let route = first_route.unwrap_or_default();
-    let is_route = |name: &str| table.routes().iter().any(|r| r.name == name);
-    let parsed = format::parse(&text, &route, &is_route);
+    // Lines whose model names nothing are reported above; here they only need a route.
+    let route_of = |model: Option<&str>| {
+        let to = model.and_then(|m| table.model_names().resolve(m, None).ok());
+        Ok(to.unwrap_or_else(|| ModelRoute {
+            route: route.clone(),
+            pin: None,
+        }))
+    };
+    let parsed = format::parse(&text, &route_of);
     for line in parsed.lines.iter().filter(|l| l.api.path() != endpoint) {
         problems.push(problem(
             Some(line.line),
@@ -212,7 +220,7 @@ pub fn check_lines(
     Err(problems)
 }
 
-/// A line's route and the line with `body.model` set to it; None for a line the format
+/// A line's route and the line with `body.model` spelled out; None for a line the format
 /// check reports (blank, not JSON, no body); Err when the model names no route.
 fn route_line(raw: &str, table: &RouteTable) -> Result<Option<(String, String)>, String> {
     let trimmed = raw.strip_suffix('\r').unwrap_or(raw);
@@ -234,16 +242,19 @@ fn route_line(raw: &str, table: &RouteTable) -> Result<Option<(String, String)>,
             ))
         }
     };
-    let route = table
+    let to = table
         .resolve(&model)
-        .map_err(|e| format!("body.model: {e}"))?
-        .route
-        .name
-        .clone();
-    if route == model {
+        .map_err(|e| format!("body.model: {e}"))?;
+    let route = to.route.name.clone();
+    // Spelled out, so the job's own reading (with the first line's route first) agrees.
+    let canonical = match &to.pinned {
+        Some(pin) => format!("{route}/{pin}"),
+        None => route.clone(),
+    };
+    if canonical == model {
         return Ok(Some((route, raw.to_owned())));
     }
-    body.insert("model".to_owned(), Value::String(route.clone()));
+    body.insert("model".to_owned(), Value::String(canonical));
     Ok(Some((route, Value::Object(line).to_string())))
 }
 
@@ -266,18 +277,30 @@ mod tests {
     }
 
     #[test]
-    fn models_pick_routes_and_route_slash_model_is_rewritten() {
+    fn models_pick_routes_and_pins_whatever_the_first_line_says() {
         let text = [
-            line("a", Some("claude")),
+            line("a", Some("sentiment")),
             line("b", Some("openai/gpt-4.1-mini")),
+            line("c", Some("gpt-4o-mini")),
         ]
         .join("\n");
-        let (route, rewritten) = check_lines(&text, CHAT_URL, &table()).unwrap_or_default();
-        assert_eq!(route, "claude");
-        let is_route = |n: &str| n == "openai" || n == "claude";
-        let parsed = format::parse(&rewritten, &route, &is_route);
-        let routes: Vec<&str> = parsed.lines.iter().map(|l| l.route.as_str()).collect();
-        assert_eq!(routes, ["claude", "openai"]);
+        let table = table();
+        let (route, rewritten) = check_lines(&text, CHAT_URL, &table).unwrap_or_default();
+        assert_eq!(route, "sentiment");
+        // The job reads the file with its route first: the spelled-out names keep line c
+        // where the gateway would send it.
+        let parsed = format::parse(&rewritten, &format::job_routes(table.model_names(), &route));
+        let to: Vec<(&str, Option<&str>)> = parsed
+            .lines
+            .iter()
+            .map(|l| (l.route.as_str(), l.pin.as_deref()))
+            .collect();
+        let want = [
+            ("sentiment", None),
+            ("openai", Some("gpt-4.1-mini")),
+            ("openai", Some("gpt-4o-mini")),
+        ];
+        assert_eq!(to, want);
     }
 
     #[test]
