@@ -141,7 +141,13 @@ async fn run_job(setup: &Setup, lines: usize) -> JobRun {
         input: "bench.jsonl".into(),
     };
     let start = Instant::now();
-    let job = submit::submit(&client, &queues, &text, &["bench".into()], &options)
+    let config = llm_router::config::load_with_env(
+        Some(&setup.dir.path().join("config")),
+        &std::collections::HashMap::new(),
+    )
+    .unwrap();
+    let names = llm_router::config::models::ModelNames::new(&config);
+    let job = submit::submit(&client, &queues, &text, &names, &options)
         .await
         .unwrap();
     let submit = start.elapsed();

@@ -4,6 +4,11 @@
 //!
 //! The raw layer (`Raw*`, what serde reads) is kept apart from the validated
 //! [`RouterConfig`] that the rest of the router uses; [`load`] goes from one to the other.
+//! [`models`] reads a request's `model` against the routes; [`keys`] decides per endpoint
+//! what a missing key means for `up`.
+
+pub mod keys;
+pub mod models;
 
 use crate::provider::ProviderKind;
 use crate::secret::Secret;

@@ -9,6 +9,7 @@
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
 use llm_router::broker::config::{BrokerConfig, EdgeLimits, FsyncPolicy};
+use llm_router::config::keys::RouteKeys;
 use llm_router::config::{self as router_config, RouterConfig};
 use llm_router::gateway::{self, GatewayOptions, RunningGateway};
 use llm_router::kubemq::client::{Client, ClientOptions, ErrorKind};
@@ -480,37 +481,67 @@ async fn run_broker(config: BrokerConfig) -> anyhow::Result<()> {
 // worker and up
 // ---------------------------------------------------------------------------------------
 
-/// The router config and, when the sim serves the routes, the running sim and why.
+/// The router config and, when the sim serves routes, the running sim and why.
 struct Routing {
     config: RouterConfig,
     sim: Option<(RunningSim, String)>,
+    /// What the keys at hand did to each route (all real or all sim: nothing skipped).
+    keys: Vec<RouteKeys>,
 }
 
-/// Loads the config; starts the sim when asked, or (if `fallback`) when keys are missing.
+/// Loads the config; starts the sim for every route when asked, or (if `fallback`) for
+/// the routes that have no target with a key, the others skipping their keyless targets.
 /// Without either, missing keys are an error naming the variables.
 async fn load_routing(args: &RoutingArgs, fallback: bool) -> anyhow::Result<Routing> {
     let config = router_config::load(Some(&args.config_dir))?;
-    let reason = if args.sim {
-        "--sim".to_owned()
-    } else {
-        match config.check_keys() {
-            Ok(()) => return Ok(Routing { config, sim: None }),
-            Err(_) if fallback => missing_keys_reason(&config),
-            Err(e) => bail!("{e}"),
+    if args.sim {
+        let sim = start_sim(args).await?;
+        let config = config.with_sim(&sim.base_url());
+        let keys = config.route_keys();
+        return Ok(Routing {
+            config,
+            sim: Some((sim, "--sim".to_owned())),
+            keys,
+        });
+    }
+    let keys = config.route_keys();
+    match config.check_keys() {
+        Ok(()) => {
+            return Ok(Routing {
+                config,
+                sim: None,
+                keys,
+            })
         }
-    };
-    let sim = llm_router::sim::start(SimConfig {
+        Err(e) if !fallback => bail!("{e}"),
+        Err(_) => {}
+    }
+    let reason = missing_keys_reason(&config);
+    if !keys.iter().any(|k| k.sim) {
+        let config = config.with_keys(&keys, "");
+        return Ok(Routing {
+            config,
+            sim: None,
+            keys,
+        });
+    }
+    let sim = start_sim(args).await?;
+    let config = config.with_keys(&keys, &sim.base_url());
+    Ok(Routing {
+        config,
+        sim: Some((sim, reason)),
+        keys,
+    })
+}
+
+async fn start_sim(args: &RoutingArgs) -> anyhow::Result<RunningSim> {
+    llm_router::sim::start(SimConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], args.sim_port)),
         chunk_delay_ms: args.sim_chunk_delay_ms,
         ..SimConfig::default()
     })
     .await
-    .context("cannot start the simulated provider")?;
-    let config = config.with_sim(&sim.base_url());
-    Ok(Routing {
-        config,
-        sim: Some((sim, reason)),
-    })
+    .context("cannot start the simulated provider")
 }
 
 /// "no provider keys set (OPENAI_API_KEY, ANTHROPIC_API_KEY)", naming what is missing.
@@ -702,6 +733,86 @@ async fn wait_ready(statuses: &[Arc<Status>], limit: Duration) {
     }
 }
 
+/// One line per route: its channel, then who answers it (the targets with their endpoints'
+/// URLs, or the simulated provider and the keys that would make it real) and which
+/// targets it skips for want of a key.
+fn route_lines(routing: &Routing) -> Vec<String> {
+    let config = &routing.config;
+    config
+        .routes
+        .iter()
+        .map(|r| {
+            let keys = routing.keys.iter().find(|k| k.route == r.name);
+            let endpoints: Vec<_> = r
+                .targets
+                .iter()
+                .filter_map(|t| Some((t, config.endpoint(&t.endpoint)?)))
+                .collect();
+            let simulated = endpoints
+                .iter()
+                .all(|(_, e)| e.kind == llm_router::provider::ProviderKind::Sim);
+            let missing = |k: &RouteKeys| {
+                let mut vars: Vec<&str> = Vec::new();
+                for m in &k.skipped {
+                    if !vars.contains(&m.variable.as_str()) {
+                        vars.push(&m.variable);
+                    }
+                }
+                vars.join(", ")
+            };
+            let from = match keys {
+                Some(k) if simulated && k.sim => {
+                    format!("simulated provider (set {} for real answers)", missing(k))
+                }
+                _ if simulated => "simulated provider".to_owned(),
+                _ => {
+                    let each: Vec<String> = endpoints
+                        .iter()
+                        .map(|(t, e)| format!("{} {} at {}", t.endpoint, t.model, e.base_url))
+                        .collect();
+                    each.join(", ")
+                }
+            };
+            let skips = match keys {
+                Some(k) if !k.sim && !k.skipped.is_empty() => {
+                    let each: Vec<String> = k
+                        .skipped
+                        .iter()
+                        .map(|m| format!("{} ({} not set)", m.endpoint, m.variable))
+                        .collect();
+                    format!("; skips {}", each.join(", "))
+                }
+                _ => String::new(),
+            };
+            format!("{} → {}: {from}{skips}", r.name, r.channel)
+        })
+        .collect()
+}
+
+/// Where the answers come from, in one line.
+fn provider_line(routing: &Routing) -> String {
+    let Some((sim, why)) = &routing.sim else {
+        return "real providers (keys from the environment)".to_owned();
+    };
+    let simulated: Vec<&str> = routing
+        .keys
+        .iter()
+        .filter(|k| k.sim)
+        .map(|k| k.route.as_str())
+        .collect();
+    if why == "--sim" || simulated.len() == routing.keys.len() {
+        return format!(
+            "{why}: every route answers from the built-in simulated provider at {}",
+            sim.base_url()
+        );
+    }
+    format!(
+        "{why}: {} from the built-in simulated provider at {}; the other routes from their real providers",
+        simulated.join(", "),
+        sim.base_url()
+    )
+}
+
 /// What `up` prints once everything listens.
 struct UpSummary<'a> {
     broker: &'a UpBroker,
@@ -714,20 +825,8 @@ struct UpSummary<'a> {
 
 impl UpSummary<'_> {
     fn render(&self) -> String {
-        let routes: Vec<String> = self
-            .routing
-            .config
-            .routes
-            .iter()
-            .map(|r| format!("{} → {}", r.name, r.channel))
-            .collect();
-        let provider = match &self.routing.sim {
-            Some((sim, why)) => format!(
-                "{why}: every route answers from the built-in simulated provider at {}",
-                sim.base_url()
-            ),
-            None => "real providers (keys from the environment)".to_owned(),
-        };
+        let routes = route_lines(self.routing).join("\n                 ");
+        let provider = provider_line(self.routing);
         let example = self
             .routing
             .config
@@ -751,7 +850,7 @@ impl UpSummary<'_> {
             self.http,
             self.gateway.url(),
             self.gateway.url(),
-            routes.join(", "),
+            routes,
             provider,
             self.broker.address(),
         )

@@ -191,7 +191,10 @@ mod tests {
     #[test]
     fn channels_made_per_request_job_or_file_share_one_label() {
         let job = "batch_0123456789abcdef0123456789abcdef";
-        assert_eq!(channel_label("llm-router.stream.abc.cancel"), STREAM_CHANNELS);
+        assert_eq!(
+            channel_label("llm-router.stream.abc.cancel"),
+            STREAM_CHANNELS
+        );
         assert_eq!(
             channel_label(&format!("llm-router.batch.{job}.results")),
             "llm-router.batch.*.results"
@@ -201,7 +204,10 @@ mod tests {
             "llm-router.batch.*.dlq"
         );
         assert_eq!(channel_label("llm-router.file.file-1"), "llm-router.file.*");
-        assert_eq!(channel_label("llm-router.batch.openai"), "llm-router.batch.openai");
+        assert_eq!(
+            channel_label("llm-router.batch.openai"),
+            "llm-router.batch.openai"
+        );
         assert!(is_shared_label("llm-router.batch.*.dlq") && !is_shared_label("q"));
     }
 

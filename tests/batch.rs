@@ -12,6 +12,7 @@ use llm_router::batch::format::OutputLine;
 use llm_router::batch::history;
 use llm_router::batch::job::{self, JobEvent, JobRecord};
 use llm_router::batch::submit::{self, SubmitError, SubmitOptions};
+use llm_router::config::models::ModelNames;
 use llm_router::config::RouterConfig;
 use llm_router::kubemq::client::{Client, ClientOptions};
 use llm_router::kubemq::queues::QueueClient;
@@ -82,8 +83,8 @@ impl Setup {
             skip_invalid: false,
             input: "test.jsonl".to_owned(),
         };
-        let routes = vec![ROUTE.to_owned(), "claude".to_owned()];
-        submit::submit(&self.client, &self.queues, text, &routes, &options).await
+        let names = ModelNames::new(&self.config);
+        submit::submit(&self.client, &self.queues, text, &names, &options).await
     }
 
     async fn record(&self, id: &str) -> JobRecord {
@@ -289,7 +290,7 @@ async fn a_file_with_bad_lines_is_refused_naming_every_one_and_nothing_is_queued
         &s.client,
         &s.queues,
         &job_file(1),
-        &[ROUTE.into()],
+        &ModelNames::new(&s.config),
         &unknown,
     )
     .await
@@ -303,7 +304,10 @@ async fn cancel_drops_queued_lines_and_keeps_finished_ones() {
     // One slow slot at the endpoint, so the job is still running when it is cancelled.
     let mut s = setup(stack::slow_sim(100), &stack::ONE_CLAUDE_SLOT).await;
     s.add_worker().await;
-    let job = s.submit_to(SINGLE, &job_file(60), 3).await.expect("submit");
+    let job = s
+        .submit_to(SINGLE, &stack::job_file_for(60, None), 3)
+        .await
+        .expect("submit");
     s.wait_results(&job.job, 5, "no results coming").await;
     history::publish(
         &s.client,
@@ -335,7 +339,10 @@ async fn interactive_requests_go_ahead_of_queued_batch_lines() {
     // One slot at the endpoint and a slow provider: batch lines queue up for the slot.
     let mut s = setup(stack::slow_sim(200), &stack::ONE_CLAUDE_SLOT).await;
     s.add_worker().await;
-    let job = s.submit_to(SINGLE, &job_file(20), 3).await.expect("submit");
+    let job = s
+        .submit_to(SINGLE, &stack::job_file_for(20, None), 3)
+        .await
+        .expect("submit");
     s.wait_results(&job.job, 1, "the job never started").await;
     // The worker holds the rest of the lines, waiting for the slot. Now interactive work
     // arrives: it must get the slot as soon as the line in flight finishes.
@@ -393,7 +400,7 @@ async fn three_replicas_share_an_endpoint_limit_without_a_single_429() {
         s.add_worker().await;
     }
     let job = s
-        .submit_to(SINGLE, &job_file(180), 3)
+        .submit_to(SINGLE, &stack::job_file_for(180, None), 3)
         .await
         .expect("submit");
     let done = s.collect(&job.job, true).await;

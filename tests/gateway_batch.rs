@@ -738,3 +738,192 @@ async fn the_views_follow_the_histories_across_a_broker_restart() {
     replica.stop().await;
     s.stop().await;
 }
+
+/// One batch file of model names: two every path takes (a model a route serves, and a
+/// `route/model` pin) and two no route serves.
+fn model_names_file() -> String {
+    let models = [
+        "gpt-4o-mini",
+        "openai/gpt-4.1-mini",
+        "nonsense-model",
+        "gpt-4o",
+    ];
+    models
+        .iter()
+        .enumerate()
+        .map(|(i, model)| {
+            json!({"custom_id": format!("m-{i}"), "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": model, "messages": [{"role": "user", "content": "hi"}]}})
+            .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `llm-router batch submit` (the real binary) of `file` on the stack's broker.
+fn cli_submit(s: &Stack, file: &std::path::Path, dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_llm-router"))
+        .current_dir(dir)
+        .env_remove("LLM_ROUTER_CONFIG_DIR")
+        .args(["batch", "submit", "--route", "openai", "--broker"])
+        .arg(s.broker.grpc_address())
+        .arg(file)
+        .output()
+        .expect("run batch submit")
+}
+
+/// A JSON-mode query with `body` on the `openai` route's channel: (executed, error text,
+/// the answer's endpoint).
+async fn json_query(s: &Stack, body: Value) -> (bool, String, Value) {
+    use llm_router::kubemq::client::{Client, ClientOptions};
+    use llm_router::kubemq::{request::RequestType, Request};
+    let options = ClientOptions::new(s.broker.grpc_address(), "model-names-test");
+    let client = Client::connect(options).await.expect("client");
+    let request = Request {
+        request_type_data: RequestType::Query as i32,
+        client_id: client.client_id().to_owned(),
+        channel: "openai_requests".to_owned(),
+        body: body.to_string().into_bytes(),
+        timeout: 10_000,
+        tags: [("content-type".to_owned(), "application/json".to_owned())].into(),
+        ..Request::default()
+    };
+    let response = client.send_request(request).await.expect("an answer");
+    let answer: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    (
+        response.executed,
+        response.error,
+        answer["llm_router"]["endpoint"].clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_names_read_the_same_on_every_path() {
+    let s = Stack::new(SimConfig::default(), &[], 1).await;
+    let names = llm_router::config::models::ModelNames::new(&s.config);
+    let unknown = |model: &str| names.resolve(model, None).err().map(|e| e.to_string());
+    let (nonsense, gpt_4o) = (unknown("nonsense-model"), unknown("gpt-4o"));
+    let (nonsense, gpt_4o) = (nonsense.expect("unknown"), gpt_4o.expect("unknown"));
+    assert!(
+        nonsense.contains("gpt-4o-mini"),
+        "the message lists models: {nonsense}"
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("models.jsonl");
+    std::fs::write(&file, model_names_file()).expect("write file");
+
+    // The CLI refuses the file, naming lines 3 and 4 with the shared message.
+    let out = cli_submit(&s, &file, dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "line 3 (custom_id \"m-2\"): body.model: {nonsense}"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("line 4 (custom_id \"m-3\"): body.model: {gpt_4o}")),
+        "{stderr}"
+    );
+
+    // The Batch API fails the batch, naming the same lines with the same message.
+    let a = s.api();
+    let batch = a.create(&a.upload(&model_names_file()).await).await;
+    let failed = a
+        .wait_for(batch["id"].as_str().expect("id"), "failed")
+        .await;
+    let problems: Vec<(u64, String)> = failed["errors"]["data"]
+        .as_array()
+        .expect("errors.data")
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap_or(0),
+                e["message"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let want = [
+        (3, format!("body.model: {nonsense}")),
+        (4, format!("body.model: {gpt_4o}")),
+    ];
+    assert_eq!(problems, want);
+
+    // The gateway and a JSON-mode query: the same text for the same name.
+    let chat =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    let response = s
+        .http
+        .post(s.url("/v1/chat/completions"))
+        .json(&chat("nonsense-model"));
+    let (status, body) = read(response.send().await.expect("chat")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["message"], nonsense.as_str());
+    let (executed, error, _) = json_query(&s, chat("nonsense-model")).await;
+    assert!(!executed);
+    assert_eq!(error, nonsense);
+
+    // The names every path takes, pinned: gpt-4.1-mini only on the failover endpoint.
+    for path in ["gateway", "query"] {
+        for (model, endpoint) in [
+            ("gpt-4o-mini", "openai"),
+            ("openai/gpt-4.1-mini", "openai-backup"),
+        ] {
+            let answered = if path == "gateway" {
+                let response = s
+                    .http
+                    .post(s.url("/v1/chat/completions"))
+                    .json(&chat(model));
+                let (status, body) = read(response.send().await.expect("chat")).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                body["llm_router"]["endpoint"].clone()
+            } else {
+                let (executed, error, answered) = json_query(&s, chat(model)).await;
+                assert!(executed, "{error}");
+                answered
+            };
+            assert_eq!(answered, endpoint, "{path} {model}");
+        }
+    }
+    let good: String = model_names_file()
+        .lines()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&file, &good).expect("write file");
+    let out = cli_submit(&s, &file, dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let batch = a.create(&a.upload(&good).await).await;
+    let done = a
+        .wait_for(batch["id"].as_str().expect("id"), "completed")
+        .await;
+    let output = a
+        .content(done["output_file_id"].as_str().expect("output file"))
+        .await;
+    let mut endpoints: Vec<String> = output
+        .iter()
+        .map(|l| {
+            let body = l
+                .response
+                .as_ref()
+                .map(|r| r.body.clone())
+                .unwrap_or_default();
+            body["llm_router"]["endpoint"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    endpoints.sort();
+    assert_eq!(
+        endpoints,
+        ["openai", "openai-backup"],
+        "batch lines honour their pins"
+    );
+    s.stop().await;
+}

@@ -7,6 +7,7 @@ mod common;
 
 use common::stack::{self, job_file, start_sim, Stack};
 use llm_router::batch::submit::{self, SubmitOptions};
+use llm_router::config::models::ModelNames;
 use llm_router::config::RouterConfig;
 use llm_router::kubemq::client::{Client, ClientOptions};
 use llm_router::kubemq::queues::QueueClient;
@@ -168,12 +169,13 @@ async fn status_json_shows_routes_workers_open_circuits_and_batch_progress() {
         skip_invalid: false,
         input: "status.jsonl".to_owned(),
     };
-    let routes = vec!["openai".to_owned(), "claude".to_owned()];
+    let defaults = llm_router::config::load_with_env(None, &std::collections::HashMap::new());
+    let names = ModelNames::new(&defaults.expect("default config"));
     let job = submit::submit(
         &client,
         &queues,
         &job_file(LINES as usize),
-        &routes,
+        &names,
         &options,
     )
     .await

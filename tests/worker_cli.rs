@@ -269,3 +269,179 @@ fn standalone_worker_with_sim_answers_and_counts_in_its_own_metrics() {
         "{text}"
     );
 }
+
+/// A stand-in for OpenAI on 127.0.0.1: answers every request with one chat completion and
+/// records each request's head and body.
+struct Capture {
+    port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+const CAPTURED_ANSWER: &str = "answered by the capture server";
+
+impl Capture {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind capture");
+        let port = listener.local_addr().expect("addr").port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        // Ends with the test process; it holds nothing that needs a clean stop.
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if let Some(request) = answer_one(stream) {
+                    seen.lock().expect("capture lock").push(request);
+                }
+            }
+        });
+        Self { port, requests }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("capture lock").clone()
+    }
+}
+
+/// Reads one HTTP request (head, then Content-Length bytes) and answers it.
+fn answer_one(mut stream: std::net::TcpStream) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let (head_end, length) = loop {
+        let n = stream.read(&mut buf).ok().filter(|n| *n > 0)?;
+        data.extend_from_slice(&buf[..n]);
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            break (end + 4, length);
+        }
+    };
+    while data.len() < head_end + length {
+        let n = stream.read(&mut buf).ok().filter(|n| *n > 0)?;
+        data.extend_from_slice(&buf[..n]);
+    }
+    let body = serde_json::json!({
+        "id": "chatcmpl-capture", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": CAPTURED_ANSWER}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+    })
+    .to_string();
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).ok()?;
+    Some(String::from_utf8_lossy(&data).into_owned())
+}
+
+/// A chat request for `model` to the gateway on `port`: (status line, body).
+fn chat(port: u16, model: &str) -> (String, serde_json::Value) {
+    use std::io::{Read, Write};
+    let body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+/// The ready block's line for `route` (empty if there is none, which fails the checks).
+fn route_line<'a>(block: &'a str, route: &str) -> &'a str {
+    let prefix = format!("{route} → ");
+    block
+        .lines()
+        .map(|l| l.trim_start().trim_start_matches("routes").trim_start())
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_default()
+}
+
+#[test]
+fn up_with_only_an_openai_key_calls_openai_and_simulates_claude() {
+    let capture = Capture::start();
+    let openai = format!("http://127.0.0.1:{}", capture.port);
+    let dir = tempfile::tempdir().expect("dir");
+    let log = std::fs::File::create(dir.path().join("up.log")).expect("log file");
+    let mut up = llm_router(dir.path());
+    up.env("OPENAI_API_KEY", "sk-capture-test")
+        .env("LLM_ROUTER__ENDPOINTS__OPENAI__BASE_URL", &openai)
+        .env("LLM_ROUTER__ENDPOINTS__OPENAI_BACKUP__BASE_URL", &openai)
+        .args(["up", "--workers", "1", "--metrics-port", "0"])
+        .args(["--gateway-listen", "127.0.0.1:0", "--grpc-port", "0"])
+        .args(["--rest-port", "0", "--data-dir"])
+        .arg(dir.path().join("data"));
+    let child = up
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn up");
+    let mut child = Guard(child);
+    let block = read_ready_block(&mut child.0);
+    let stderr = || std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
+    assert!(
+        block.contains("provider keys missing (ANTHROPIC_API_KEY)"),
+        "{block}{}",
+        stderr()
+    );
+    assert!(
+        route_line(&block, "openai").contains(&format!("openai gpt-4o-mini at {openai}")),
+        "{block}"
+    );
+    for simulated in ["claude", "summarize"] {
+        let line = route_line(&block, simulated);
+        assert!(
+            line.contains("simulated provider (set ANTHROPIC_API_KEY"),
+            "{block}"
+        );
+    }
+    let gateway = port_after(&block, "gateway").unwrap_or_else(|| panic!("no gateway in {block}"));
+
+    // The openai route, and a model it serves, reach the stand-in with the key.
+    for model in ["openai", "gpt-4o-mini"] {
+        let (status, body) = chat(gateway, model);
+        assert_eq!(status, "HTTP/1.1 200 OK", "{body}\n{}", stderr());
+        assert_eq!(
+            body["choices"][0]["message"]["content"], CAPTURED_ANSWER,
+            "{body}"
+        );
+        assert_eq!(body["llm_router"]["endpoint"], "openai", "{body}");
+    }
+    let requests = capture.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(
+        requests[0].starts_with("POST /v1/chat/completions"),
+        "{}",
+        requests[0]
+    );
+    let head = requests[0].to_ascii_lowercase();
+    assert!(
+        head.contains("authorization: bearer sk-capture-test"),
+        "{head}"
+    );
+    assert!(
+        requests[0].contains("\"model\":\"gpt-4o-mini\""),
+        "{}",
+        requests[0]
+    );
+
+    // claude answers from the sim, as the block said; the stand-in hears nothing of it.
+    let (status, body) = chat(gateway, "claude");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    assert_eq!(body["llm_router"]["endpoint"], "anthropic", "{body}");
+    assert_ne!(
+        body["choices"][0]["message"]["content"], CAPTURED_ANSWER,
+        "{body}"
+    );
+    assert_eq!(capture.requests().len(), 2, "claude must not reach OpenAI");
+}

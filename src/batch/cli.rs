@@ -27,7 +27,7 @@ pub struct BatchArgs {
         default_value = "127.0.0.1:50000"
     )]
     pub broker: String,
-    /// Directory of `*.toml` router config files (for route names).
+    /// Directory of `*.toml` router config files (for route and model names).
     #[arg(
         long = "config",
         global = true,
@@ -44,7 +44,8 @@ pub enum BatchCommand {
     /// Check a JSONL file in OpenAI's Batch format and queue its lines; prints the job id.
     Submit {
         file: PathBuf,
-        /// Route for the lines (a line's `body.model` may name another route).
+        /// Route for the lines. A line's `body.model` may name another route, a route/model,
+        /// or a model some route serves (this route first, if it serves it).
         #[arg(long)]
         route: String,
         /// Queue the valid lines even when some are bad (the bad ones are listed).
@@ -143,7 +144,7 @@ pub async fn run(args: BatchArgs) -> anyhow::Result<()> {
             max_file_bytes,
         } => {
             let config = crate::config::load(Some(&args.config_dir))?;
-            let routes: Vec<String> = config.routes.iter().map(|r| r.name.clone()).collect();
+            let names = crate::config::models::ModelNames::new(&config);
             let limits = BatchLimits {
                 max_lines,
                 max_file_bytes,
@@ -156,7 +157,7 @@ pub async fn run(args: BatchArgs) -> anyhow::Result<()> {
                 skip_invalid,
                 input: file.display().to_string(),
             };
-            let done = submit::submit(&client, &queues, &text, &routes, &options).await?;
+            let done = submit::submit(&client, &queues, &text, &names, &options).await?;
             if !done.skipped.is_empty() {
                 eprint(&format!(
                     "skipped {} bad line(s):\n{}",

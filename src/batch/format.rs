@@ -2,6 +2,7 @@
 //! sees every problem in one pass; output lines follow OpenAI's Batch output shape so
 //! existing tooling can read our results.
 
+use crate::config::models::{ModelNames, ModelRoute};
 pub use crate::protocol::batch::{LineFailure, LineResponse, OutputLine};
 use crate::provider::{Api, LlmRequest};
 
@@ -24,8 +25,10 @@ pub struct JobLine {
     pub custom_id: String,
     /// The API its `url` names.
     pub api: Api,
-    /// The route this line goes to: `body.model` when it names a known route, else the job's route.
+    /// The route this line goes to: where `body.model` says, else the job's route.
     pub route: String,
+    /// The one target model to ask, when `body.model` named one.
+    pub pin: Option<String>,
     /// The body as given, so nothing the user sent is lost on the way.
     pub body: Value,
 }
@@ -47,17 +50,33 @@ pub struct Parsed {
     pub errors: Vec<LineError>,
 }
 
-/// Reads a whole file's text. `route` is the job's route; `is_route(name)` says whether a
-/// name is a configured route (for the per-line override).
-pub fn parse(text: &str, route: &str, is_route: &dyn Fn(&str) -> bool) -> Parsed {
-    parse_with(text, &mut |body: &mut Value| {
-        Ok(line_route(body, route, is_route))
-    })
+/// Picks a line's route (and pinned model) from its body, and may rewrite the body to
+/// match; `Err` says why the line cannot be routed.
+pub type RouteOf<'a> = dyn FnMut(&mut Value) -> Result<ModelRoute, String> + 'a;
+
+/// How a CLI job reads `body.model`: as everywhere else (see [`ModelNames::resolve`]),
+/// with the job's `route` first among the routes serving a model, and a line without a
+/// model going to `route`.
+pub fn job_routes<'a>(
+    names: &'a ModelNames,
+    route: &'a str,
+) -> impl Fn(Option<&str>) -> Result<ModelRoute, String> + 'a {
+    move |model| match model {
+        None => Ok(ModelRoute {
+            route: route.to_owned(),
+            pin: None,
+        }),
+        Some(model) => names
+            .resolve(model, Some(route))
+            .map_err(|e| format!("body.model: {e}")),
+    }
 }
 
-/// Picks a line's route from its body (and may rewrite the body to match); `Err` says
-/// why the line cannot be routed.
-pub type RouteOf<'a> = dyn FnMut(&mut Value) -> Result<String, String> + 'a;
+/// Reads a whole file's text; `route_of` says where each line goes from its `body.model`
+/// (None when absent, null or empty).
+pub fn parse(text: &str, route_of: &dyn Fn(Option<&str>) -> Result<ModelRoute, String>) -> Parsed {
+    parse_with(text, &mut |body: &mut Value| route_of(line_model(body)))
+}
 
 /// Reads a whole file's text in one pass: each line is parsed once, and `route_of` sees
 /// every line body that is a JSON object, before the body is checked.
@@ -107,11 +126,12 @@ fn render_error(error: &LineError) -> String {
     }
 }
 
-/// A line's route: the body's `model` may name a configured route to override the job's.
-fn line_route(body: &Value, route: &str, is_route: &dyn Fn(&str) -> bool) -> String {
-    match body.get("model").and_then(Value::as_str) {
-        Some(model) if is_route(model) => model.to_string(),
-        _ => route.to_string(),
+/// A line body's `model` as a route reader takes it: None when absent, null, empty or
+/// not a string (the body check reports a wrong type).
+fn line_model(body: &Value) -> Option<&str> {
+    match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => Some(m.as_str()),
+        _ => None,
     }
 }
 
@@ -173,18 +193,22 @@ fn check_line(
             Api::Chat
         }
     };
-    let route = match object.get_mut("body") {
-        Some(body @ Value::Object(_)) => route_of(body),
-        _ => Ok(String::new()),
+    // A body that is not an object gets no route; the body check says what is wrong.
+    let to = match object.get_mut("body") {
+        Some(body @ Value::Object(_)) => Some(route_of(body)),
+        _ => None,
     };
     reasons.extend(check_body(api, object.get("body")));
-    reasons.extend(route.as_ref().err().cloned());
-    match (custom_id, object.remove("body"), route) {
-        (Some(custom_id), Some(body), Ok(route)) if reasons.is_empty() => Ok(JobLine {
+    if let Some(Err(reason)) = &to {
+        reasons.push(reason.clone());
+    }
+    match (custom_id, object.remove("body"), to) {
+        (Some(custom_id), Some(body), Some(Ok(to))) if reasons.is_empty() => Ok(JobLine {
             line,
             custom_id,
             api,
-            route,
+            route: to.route,
+            pin: to.pin,
             body,
         }),
         (custom_id, _, _) => Err(fail(custom_id, reasons.join("; "))),
@@ -334,12 +358,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn no_routes(_: &str) -> bool {
-        false
+    /// Every line to the route "default", pinned to whatever model it names.
+    fn any_model(model: Option<&str>) -> Result<ModelRoute, String> {
+        Ok(ModelRoute {
+            route: "default".to_owned(),
+            pin: model.map(str::to_owned),
+        })
     }
 
     fn parse_text(text: &str) -> Parsed {
-        parse(text, "default", &no_routes)
+        parse(text, &any_model)
     }
 
     fn good(id: &str) -> String {
@@ -419,18 +447,59 @@ mod tests {
         assert!(reason.starts_with("body.max_tokens: "), "{reason}");
     }
 
+    fn default_names() -> ModelNames {
+        let config = crate::config::load_with_env(None, &HashMap::new());
+        ModelNames::new(&config.unwrap_or_else(|e| unreachable!("default config: {e}")))
+    }
+
+    fn with_model(id: &str, model: &str) -> String {
+        good(id).replace(
+            "\"messages\"",
+            &format!("\"model\":\"{model}\",\"messages\""),
+        )
+    }
+
     #[test]
-    fn body_model_naming_a_route_overrides_the_job_route() {
-        let is_route = |name: &str| name == "fast";
+    fn body_model_is_a_route_a_pin_or_a_served_model_with_the_job_route_first() {
+        let names = default_names();
         let text = [
-            with_body(json!({"model": "fast", "messages": [{"role": "user", "content": "x"}]})),
-            good("b").replace("\"messages\"", "\"model\":\"slow\",\"messages\""),
+            with_model("a", "claude"),
+            with_model("b", "openai/gpt-4.1-mini"),
+            with_model("c", "gpt-4o-mini"),
+            good("d"),
         ]
         .join("\n");
-        let parsed = parse(&text, "default", &is_route);
+        let parsed = parse(&text, &job_routes(&names, "sentiment"));
         assert!(parsed.errors.is_empty(), "{parsed:?}");
-        let routes: Vec<&str> = parsed.lines.iter().map(|l| l.route.as_str()).collect();
-        assert_eq!(routes, ["fast", "default"]);
+        let to: Vec<(&str, Option<&str>)> = parsed
+            .lines
+            .iter()
+            .map(|l| (l.route.as_str(), l.pin.as_deref()))
+            .collect();
+        let want = [
+            ("claude", None),
+            ("openai", Some("gpt-4.1-mini")),
+            ("sentiment", Some("gpt-4o-mini")),
+            ("sentiment", None),
+        ];
+        assert_eq!(to, want);
+    }
+
+    #[test]
+    fn a_model_no_route_serves_is_a_bad_line() {
+        let names = default_names();
+        let text = [with_model("a", "gpt-4o"), with_model("b", "openai/nope")].join("\n");
+        let parsed = parse(&text, &job_routes(&names, "openai"));
+        assert!(parsed.lines.is_empty(), "{parsed:?}");
+        let reasons: Vec<&str> = parsed.errors.iter().map(|e| e.reason.as_str()).collect();
+        assert!(
+            reasons[0].starts_with("body.model: unknown model 'gpt-4o': name a route (claude,"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].starts_with("body.model: route 'openai' has no target model 'nope'"),
+            "{reasons:?}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use super::format::{self, JobLine, LineError};
 use super::history;
 use super::job::{self, tag, JobEvent};
+use crate::config::models::ModelNames;
 use crate::kubemq::client::{Client, Error as ClientError};
 use crate::kubemq::queues::QueueClient;
 use crate::kubemq::{QueueMessage, QueueMessagePolicy};
@@ -51,22 +52,21 @@ pub enum SubmitError {
     Broker(#[from] ClientError),
 }
 
-/// Validates `text` and queues its lines. `routes` are the configured route names.
+/// Validates `text` and queues its lines. `names` are the configured routes and models.
 pub async fn submit(
     client: &Client,
     queues: &QueueClient,
     text: &str,
-    routes: &[String],
+    names: &ModelNames,
     options: &SubmitOptions,
 ) -> Result<Submitted, SubmitError> {
-    if !routes.iter().any(|r| r == &options.route) {
+    if names.models_of(&options.route).is_empty() {
         return Err(SubmitError::UnknownRoute {
             route: options.route.clone(),
-            known: routes.join(", "),
+            known: names.route_names(),
         });
     }
-    let is_route = |name: &str| routes.iter().any(|r| r == name);
-    let parsed = format::parse(text, &options.route, &is_route);
+    let parsed = format::parse(text, &format::job_routes(names, &options.route));
     if parsed.lines.is_empty() {
         return Err(SubmitError::NothingValid {
             summary: format::summary(&parsed.errors, usize::MAX),
@@ -127,10 +127,10 @@ pub async fn queue_lines(
     })
 }
 
-/// One line as a queue message: the body as sent, identity in tags, and a policy that
-/// dead-letters it into the job's own queue if it keeps coming back.
+/// One line as a queue message: the body as sent, identity (and a pinned model) in tags,
+/// and a policy that dead-letters it into the job's own queue if it keeps coming back.
 fn message(job: &str, line: &JobLine, max_attempts: u32) -> QueueMessage {
-    let tags = HashMap::from([
+    let mut tags = HashMap::from([
         (tag::JOB.to_owned(), job.to_owned()),
         (tag::CUSTOM_ID.to_owned(), line.custom_id.clone()),
         (tag::LINE.to_owned(), line.line.to_string()),
@@ -144,6 +144,9 @@ fn message(job: &str, line: &JobLine, max_attempts: u32) -> QueueMessage {
             crate::protocol::tags::JSON_CONTENT_TYPE.to_owned(),
         ),
     ]);
+    if let Some(pin) = &line.pin {
+        tags.insert(crate::protocol::tags::PIN_MODEL_TAG.to_owned(), pin.clone());
+    }
     QueueMessage {
         channel: job::line_queue(&line.route),
         metadata: line.custom_id.clone(),

@@ -92,8 +92,8 @@ async fn complete(
     *label = Some(UNKNOWN_ROUTE.to_owned());
     let resolved = state.table.resolve(&model)?;
     *label = Some(resolved.route.name.clone());
-    match resolved.pinned {
-        Some(pinned) => chat.insert("model".to_owned(), Value::String(pinned.to_owned())),
+    match &resolved.pinned {
+        Some(pinned) => chat.insert("model".to_owned(), Value::String(pinned.clone())),
         None => chat.remove("model"),
     };
     let timeout = timeout(resolved.route.timeout, headers);
@@ -161,7 +161,7 @@ fn model(chat: &Map<String, Value>) -> Result<String, ApiError> {
     match chat.get("model") {
         Some(Value::String(m)) if !m.is_empty() => Ok(m.clone()),
         _ => Err(bad_request(
-            "missing `model`: name a route (see GET /v1/models), or route/model".into(),
+            "missing `model`: name a route (see GET /v1/models), route/model, or a model a route serves".into(),
             Some("model"),
         )),
     }
@@ -198,8 +198,8 @@ fn query(
         ("content-type".to_owned(), JSON_CONTENT_TYPE.to_owned()),
         ("x-request-id".to_owned(), id.0.clone()),
     ]);
-    if let Some(model) = resolved.pinned {
-        tags.insert(PIN_MODEL_TAG.to_owned(), model.to_owned());
+    if let Some(model) = &resolved.pinned {
+        tags.insert(PIN_MODEL_TAG.to_owned(), model.clone());
     }
     Ok(Request {
         request_id: uuid::Uuid::new_v4().to_string(),

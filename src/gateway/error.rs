@@ -2,6 +2,7 @@
 //! (`{"error":{"message","type","param","code"}}`), so OpenAI SDKs raise their typed
 //! exceptions.
 
+use crate::config::models::ModelError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -19,14 +20,9 @@ pub enum ApiError {
     MissingKey,
     #[error("invalid API key: check the key given to the client against LLM_ROUTER_GATEWAY_KEYS")]
     InvalidKey,
-    #[error("unknown model '{model}': name a route ({routes}) or route/model")]
-    UnknownRoute { model: String, routes: String },
-    #[error("route '{route}' has no target model '{model}'; its models: {models}")]
-    UnknownModel {
-        route: String,
-        model: String,
-        models: String,
-    },
+    /// `model` names no route, pin or served model; the same text on every path.
+    #[error(transparent)]
+    Model(#[from] ModelError),
     /// The worker's text: the workers' config has no such route.
     #[error(
         "{0} (the workers' route config differs from the gateway's: give both the same config)"
@@ -75,8 +71,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::MissingKey | ApiError::InvalidKey => StatusCode::UNAUTHORIZED,
-            ApiError::UnknownRoute { .. }
-            | ApiError::UnknownModel { .. }
+            ApiError::Model(ModelError::Unknown { .. } | ModelError::NotOnRoute { .. })
             | ApiError::WorkerUnknownRoute(_)
             | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -100,10 +95,12 @@ impl ApiError {
             ApiError::MissingKey | ApiError::InvalidKey => {
                 ("authentication_error", "invalid_api_key")
             }
-            ApiError::UnknownRoute { .. } | ApiError::WorkerUnknownRoute(_) => {
+            ApiError::Model(ModelError::Unknown { .. }) | ApiError::WorkerUnknownRoute(_) => {
                 ("invalid_request_error", "unknown_route")
             }
-            ApiError::UnknownModel { .. } => ("invalid_request_error", "model_not_found"),
+            ApiError::Model(ModelError::NotOnRoute { .. }) => {
+                ("invalid_request_error", "model_not_found")
+            }
             ApiError::NotFound => ("invalid_request_error", "not_found"),
             ApiError::BodyTooLarge { .. } => ("invalid_request_error", "body_too_large"),
             ApiError::KeyRateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
@@ -122,7 +119,7 @@ impl ApiError {
     fn param(&self) -> Option<&'static str> {
         match self {
             ApiError::BadRequest { param, .. } => *param,
-            ApiError::UnknownRoute { .. } | ApiError::UnknownModel { .. } => Some("model"),
+            ApiError::Model(_) => Some("model"),
             _ => None,
         }
     }

@@ -1,7 +1,8 @@
 //! What the gateway knows of the routes: the channel and timeout behind an OpenAI `model`
-//! (a route name, or `route/model` to pin one of the route's target models).
+//! (read by [`ModelNames`]: a route, `route/model`, or a model a route serves).
 
 use super::error::ApiError;
+use crate::config::models::ModelNames;
 use crate::config::RouterConfig;
 use std::time::Duration;
 
@@ -21,74 +22,59 @@ pub struct GatewayRoute {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved<'a> {
     pub route: &'a GatewayRoute,
-    /// The model asked for with `route/model`.
-    pub pinned: Option<&'a str>,
+    /// The one target model asked for, by `route/model` or by a model name.
+    pub pinned: Option<String>,
 }
 
 /// The routes, in config order (sorted by name).
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     routes: Vec<GatewayRoute>,
+    names: ModelNames,
 }
 
 impl RouteTable {
     pub fn new(config: &RouterConfig) -> Self {
+        let names = ModelNames::new(config);
         let routes = config
             .routes
             .iter()
-            .map(|r| {
-                let mut models: Vec<String> = Vec::new();
-                for t in &r.targets {
-                    if !models.contains(&t.model) {
-                        models.push(t.model.clone());
-                    }
-                }
-                GatewayRoute {
-                    name: r.name.clone(),
-                    channel: r.channel.clone(),
-                    timeout: r.timeout,
-                    models,
-                }
+            .map(|r| GatewayRoute {
+                name: r.name.clone(),
+                channel: r.channel.clone(),
+                timeout: r.timeout,
+                models: names.models_of(&r.name).to_vec(),
             })
             .collect();
-        Self { routes }
+        Self { routes, names }
     }
 
     pub fn routes(&self) -> &[GatewayRoute] {
         &self.routes
     }
 
-    /// The route named by `model`: `route` or `route/model` (the model may itself hold
-    /// slashes, as in `vllm/meta-llama/Llama-3-8B`).
-    pub fn resolve<'a>(&'a self, model: &'a str) -> Result<Resolved<'a>, ApiError> {
-        let (name, pinned) = match model.split_once('/') {
-            Some((name, pinned)) => (name, Some(pinned)),
-            None => (model, None),
-        };
-        let route =
-            self.routes
-                .iter()
-                .find(|r| r.name == name)
-                .ok_or_else(|| ApiError::UnknownRoute {
-                    model: model.to_owned(),
-                    routes: self.names(),
-                })?;
-        if let Some(pinned) = pinned {
-            if !route.models.iter().any(|m| m == pinned) {
-                return Err(ApiError::UnknownModel {
-                    route: route.name.clone(),
-                    model: pinned.to_owned(),
-                    models: route.models.join(", "),
-                });
-            }
-        }
-        Ok(Resolved { route, pinned })
+    /// How `model` is read, shared with the workers and batch files.
+    pub fn model_names(&self) -> &ModelNames {
+        &self.names
+    }
+
+    /// The route `model` goes to, and the model it pins.
+    pub fn resolve(&self, model: &str) -> Result<Resolved<'_>, ApiError> {
+        let to = self.names.resolve(model, None)?;
+        let route = self
+            .routes
+            .iter()
+            .find(|r| r.name == to.route)
+            .ok_or(ApiError::NotFound)?;
+        Ok(Resolved {
+            route,
+            pinned: to.pin,
+        })
     }
 
     /// The route names, comma-separated, for error texts.
     pub fn names(&self) -> String {
-        let names: Vec<&str> = self.routes.iter().map(|r| r.name.as_str()).collect();
-        names.join(", ")
+        self.names.route_names()
     }
 }
 
@@ -109,7 +95,12 @@ mod tests {
             .map(|r| (r.route.channel.clone(), r.pinned));
         assert_eq!(r.ok(), Some(("openai_requests".to_owned(), None)));
         let r = t.resolve("openai/gpt-4.1-mini").map(|r| r.pinned);
-        assert_eq!(r.ok(), Some(Some("gpt-4.1-mini")));
+        assert_eq!(r.ok(), Some(Some("gpt-4.1-mini".to_owned())));
+        let r = t
+            .resolve("gpt-4o-mini")
+            .map(|r| (r.route.name.clone(), r.pinned));
+        let pinned = ("openai".to_owned(), Some("gpt-4o-mini".to_owned()));
+        assert_eq!(r.ok(), Some(pinned), "a served model is its route, pinned");
     }
 
     #[test]

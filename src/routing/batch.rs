@@ -8,7 +8,7 @@ use super::failure::Failure;
 use super::limits::{estimate_tokens, Budget, Busy};
 use super::retry::Stop;
 use super::table::{self, OwnedInFlight, Route, Target};
-use super::{fatal_detail, Completion, Router};
+use super::{fatal_detail, pinned, Completion, Router};
 use crate::provider::{FailureKind, LlmRequest, ProviderError};
 use futures::future::select_all;
 use std::future::Future;
@@ -77,12 +77,23 @@ impl Router {
         req: &LlmRequest,
         deadline: Instant,
     ) -> Option<Reservation> {
+        self.reserve_pinned(route, req, deadline, None).await
+    }
+
+    /// [`Self::reserve`] at only the route's targets whose model is `pin`, when set.
+    pub async fn reserve_pinned(
+        &self,
+        route: &str,
+        req: &LlmRequest,
+        deadline: Instant,
+        pin: Option<&str>,
+    ) -> Option<Reservation> {
         let table = self.route(route)?;
         let tokens = estimate_tokens(req);
         loop {
             // Registered before looking, so a release between the look and the sleep wakes us.
             let changed = changes(table);
-            let wake = match try_reserve(table, req, tokens) {
+            let wake = match try_reserve(table, req, tokens, pin) {
                 Ok(reservation) => return Some(reservation),
                 Err(wake) => wake,
             };
@@ -152,11 +163,12 @@ fn try_reserve(
     route: &Route,
     req: &LlmRequest,
     tokens: u32,
+    pin: Option<&str>,
 ) -> Result<Reservation, Option<Instant>> {
     let mut wake: Option<Instant> = None;
     let mut sooner = |at: Instant| wake = Some(wake.map_or(at, |w| w.min(at)));
     for tier in &route.tiers {
-        for target in table::order(tier, rand::random::<f64>) {
+        for target in pinned(table::order(tier, rand::random::<f64>), pin) {
             let endpoint = &target.endpoint;
             if endpoint.upstream.refusal(req).is_some() {
                 continue;

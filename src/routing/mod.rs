@@ -27,6 +27,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+use crate::config::models::ModelNames;
 use crate::config::{ConfigError, RouterConfig};
 use crate::provider::{FailureKind, LlmRequest, LlmResponse, Provider, ProviderError};
 use attempt::AttemptError;
@@ -94,6 +95,7 @@ pub struct Router {
     replicas: AtomicU32,
     /// Serializes share changes, so that the endpoints' budgets follow them in order.
     resizing: parking_lot::Mutex<()>,
+    names: ModelNames,
 }
 
 impl Router {
@@ -135,6 +137,7 @@ impl Router {
             endpoints,
             replicas: AtomicU32::new(1),
             resizing: parking_lot::Mutex::new(()),
+            names: ModelNames::new(config),
         })
     }
 
@@ -279,10 +282,26 @@ impl Router {
     /// Why `route` cannot take `req` at all (unknown route, or no target can honour it);
     /// None when it can. Batch lines ask before waiting for capacity.
     pub fn refusal(&self, route: &str, req: &LlmRequest) -> Option<RouteError> {
-        match self.route(route) {
-            None => Some(RouteError::UnknownRoute(route.to_owned())),
-            Some(table) => honoured(table, req, None).err(),
+        self.refusal_pinned(route, req, None)
+    }
+
+    /// [`Self::refusal`] for only the route's targets whose model is `pin`, when set (a
+    /// model none of them has is a refusal too).
+    pub fn refusal_pinned(
+        &self,
+        route: &str,
+        req: &LlmRequest,
+        pin: Option<&str>,
+    ) -> Option<RouteError> {
+        match self.prepare(route, Instant::now(), pin) {
+            Err(e) => Some(e),
+            Ok((table, _)) => honoured(table, req, pin).err(),
         }
+    }
+
+    /// How a request's `model` is read, the same as the gateway and batch files read it.
+    pub fn model_names(&self) -> &ModelNames {
+        &self.names
     }
 }
 

@@ -292,7 +292,11 @@ async fn answer(shared: Arc<Shared>, route: Arc<str>, request: Request, request_
         Ok(chat) => {
             log_prompt(request_id, &route, &chat);
             let started = Instant::now();
-            let result = route_one(&shared, &route, &request, received, chat).await;
+            let names = shared.router.model_names();
+            let result = match wire::destination(names, &route, &request.tags, &chat) {
+                Ok(to) => route_one(&shared, &to, &request, received, chat).await,
+                Err(e) => Err(Failure::from(e)),
+            };
             in_router = started.elapsed();
             result
         }
@@ -318,16 +322,16 @@ async fn answer(shared: Arc<Shared>, route: Arc<str>, request: Request, request_
     metrics::finished(&route, label, received.elapsed(), in_router);
 }
 
-/// Through the router: whole, or streamed when the query names a stream channel; only
-/// to the pinned model's targets when it names one.
+/// Through the router to `to`: whole, or streamed when the query names a stream channel;
+/// only to the pinned model's targets when there is one.
 async fn route_one(
     shared: &Shared,
-    route: &str,
+    to: &crate::config::models::ModelRoute,
     request: &Request,
     received: Instant,
     chat: crate::provider::LlmRequest,
 ) -> Result<crate::routing::Completion, Failure> {
-    let pin = wire::tag(&request.tags, wire::PIN_MODEL_TAG);
+    let (route, pin) = (to.route.as_str(), to.pin.as_deref());
     let deadline = deadline(received, request.timeout);
     match wire::tag(&request.tags, stream::STREAM_TAG) {
         Some(channel) => {

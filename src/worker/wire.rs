@@ -7,6 +7,7 @@
 //!   OpenAI chat-completions request in; an OpenAI chat completion out, with an
 //!   `llm_router` extension field naming the endpoint and the attempts.
 
+use crate::config::models::{ModelError, ModelNames, ModelRoute};
 use crate::provider::{Api, LlmRequest};
 use crate::routing::{Completion, MidStreamError, RouteError};
 use serde_json::{json, Value};
@@ -76,6 +77,28 @@ pub fn decode(mode: Mode, api: Api, body: &[u8]) -> Result<LlmRequest, BodyError
     }
 }
 
+/// Where a query goes. The gateway's pin tag says it all; otherwise a JSON body's
+/// `model` is read as everywhere else (the channel's `route` first among the routes that
+/// serve a model), and a body without one, or a seed prompt, stays on `route`.
+pub fn destination(
+    names: &ModelNames,
+    route: &str,
+    tags: &HashMap<String, String>,
+    req: &LlmRequest,
+) -> Result<ModelRoute, ModelError> {
+    let stay = |pin: Option<&str>| ModelRoute {
+        route: route.to_owned(),
+        pin: pin.map(str::to_owned),
+    };
+    if let Some(pin) = tag(tags, PIN_MODEL_TAG) {
+        return Ok(stay(Some(pin)));
+    }
+    match req.model() {
+        "" => Ok(stay(None)),
+        model => names.resolve(model, Some(route)),
+    }
+}
+
 fn decode_prompt(body: &[u8]) -> Result<LlmRequest, BodyError> {
     let prompt = std::str::from_utf8(body).map_err(|_| BodyError::NotUtf8)?;
     if prompt.trim().is_empty() {
@@ -91,6 +114,9 @@ pub enum Failure {
     Body(#[from] BodyError),
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// The body's `model` names no route, pin or served model.
+    #[error(transparent)]
+    Model(#[from] ModelError),
     /// The stream broke after its first chunk; no other target may take over.
     #[error(transparent)]
     MidStream(#[from] MidStreamError),
@@ -109,7 +135,9 @@ impl Failure {
     pub fn failure_code(&self) -> FailureCode {
         match self {
             Failure::Body(_) => FailureCode::BadRequest,
-            Failure::Route(RouteError::UnknownRoute(_)) => FailureCode::UnknownRoute,
+            Failure::Route(RouteError::UnknownRoute(_))
+            | Failure::Model(ModelError::Unknown { .. }) => FailureCode::UnknownRoute,
+            Failure::Model(ModelError::NotOnRoute { .. }) => FailureCode::UnknownModel,
             Failure::Route(RouteError::UnknownModel { .. }) => FailureCode::UnknownModel,
             Failure::Route(RouteError::BadRequest { .. }) => FailureCode::BadRequest,
             Failure::Route(RouteError::RateLimited { .. }) => FailureCode::RateLimited,

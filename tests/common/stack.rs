@@ -124,13 +124,23 @@ pub async fn wait_ok(http: &reqwest::Client, urls: &[String], limit: Duration) {
 
 /// A batch input file of `n` chat lines for `gpt-4o-mini`, `req-0` to `req-{n-1}`.
 pub fn job_file(n: usize) -> String {
+    job_file_for(n, Some("gpt-4o-mini"))
+}
+
+/// [`job_file`] with `body.model` set to `model` (left out with None: the job's route).
+pub fn job_file_for(n: usize, model: Option<&str>) -> String {
     (0..n)
         .map(|i| {
+            let mut body =
+                serde_json::json!({"messages": [{"role": "user", "content": format!("say {i}")}]});
+            if let Some(model) = model {
+                body["model"] = model.into();
+            }
             serde_json::json!({
                 "custom_id": format!("req-{i}"),
                 "method": "POST",
                 "url": "/v1/chat/completions",
-                "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("say {i}")}]},
+                "body": body,
             })
             .to_string()
         })

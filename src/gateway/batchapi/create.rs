@@ -1,5 +1,6 @@
-//! `POST /v1/batches`: the input file is checked ([`super::lines`], within the limits),
-//! then queued as a batch job. A file with bad lines gives a `failed` batch whose `errors.data` names every
+//! `POST /v1/batches`: the input file is checked with the batch format's rules plus one of
+//! our own (every line's `body.model` names a route, `route/model` or a served model), then queued as a
+//! batch job. A file with bad lines gives a `failed` batch whose `errors.data` names every
 //! line, as OpenAI does; nothing of it is queued.
 
 use super::error::BatchApiError;

@@ -9,6 +9,7 @@ use super::error::BatchApiError;
 use super::record::LineProblem;
 use crate::batch::format::{self, JobLine};
 use crate::batch::limits::BatchLimits;
+use crate::config::models::ModelRoute;
 use crate::gateway::routes::RouteTable;
 use serde_json::Value;
 
@@ -81,9 +82,9 @@ pub fn check(text: &str, endpoint: &str, table: &RouteTable) -> Result<Checked, 
     Err(problems)
 }
 
-/// The route `body.model` names; a `route/model` is rewritten to the route, and the job
-/// format's per-line route then sends the line where its model says.
-fn route_body(body: &mut Value, table: &RouteTable) -> Result<String, String> {
+/// Where `body.model` sends the line, read as the gateway reads it; the model is then
+/// spelled as its route or `route/model`, so workers see a name they serve.
+fn route_body(body: &mut Value, table: &RouteTable) -> Result<ModelRoute, String> {
     let model = match body.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
         _ => {
@@ -93,16 +94,21 @@ fn route_body(body: &mut Value, table: &RouteTable) -> Result<String, String> {
             ))
         }
     };
-    let route = table
+    let to = table
         .resolve(&model)
-        .map_err(|e| format!("body.model: {e}"))?
-        .route
-        .name
-        .clone();
-    if route != model {
-        body["model"] = Value::String(route.clone());
+        .map_err(|e| format!("body.model: {e}"))?;
+    let route = to.route.name.clone();
+    let canonical = match &to.pinned {
+        Some(pin) => format!("{route}/{pin}"),
+        None => route.clone(),
+    };
+    if canonical != model {
+        body["model"] = Value::String(canonical);
     }
-    Ok(route)
+    Ok(ModelRoute {
+        route,
+        pin: to.pinned.clone(),
+    })
 }
 
 pub fn problem(line: Option<usize>, message: String) -> LineProblem {
@@ -134,7 +140,7 @@ mod tests {
     }
 
     #[test]
-    fn models_pick_routes_and_route_slash_model_is_rewritten() {
+    fn models_pick_routes_and_pins() {
         let text = [
             line("a", Some("claude")),
             line("b", Some("openai/gpt-4.1-mini")),
@@ -145,7 +151,9 @@ mod tests {
         assert_eq!(checked.route, "claude");
         let routes: Vec<&str> = checked.lines.iter().map(|l| l.route.as_str()).collect();
         assert_eq!(routes, ["claude", "openai"]);
-        assert_eq!(checked.lines[1].body["model"], "openai");
+        let pins: Vec<Option<&str>> = checked.lines.iter().map(|l| l.pin.as_deref()).collect();
+        assert_eq!(pins, [None, Some("gpt-4.1-mini")]);
+        assert_eq!(checked.lines[1].body["model"], "openai/gpt-4.1-mini");
     }
 
     #[test]

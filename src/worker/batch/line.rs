@@ -10,6 +10,7 @@ use super::results::Store;
 use crate::kubemq::QueueMessage;
 use crate::protocol::batch::OutputLine;
 use crate::protocol::batch::{self as job, tag};
+use crate::protocol::tags::PIN_MODEL_TAG;
 use crate::routing::{BatchFailure, Router};
 use crate::worker::wire::{self, Mode};
 use serde_json::{json, Value};
@@ -107,7 +108,9 @@ async fn fate(cx: &Context<'_>, m: &QueueMessage, line: &Line<'_>) -> (Settle, O
             return (stored(cx, output(m, line, &out)).await, Outcome::Failed);
         }
     };
-    if let Some(refused) = cx.router.refusal(cx.route, &request) {
+    // The model the file named (the submitter's reading of `body.model`), if any.
+    let pin = m.tags.get(PIN_MODEL_TAG).map(String::as_str);
+    if let Some(refused) = cx.router.refusal_pinned(cx.route, &request, pin) {
         let out = OutputLine::http_error(
             line.custom_id,
             &m.message_id,
@@ -121,7 +124,11 @@ async fn fate(cx: &Context<'_>, m: &QueueMessage, line: &Line<'_>) -> (Settle, O
         return (stored(cx, output(m, line, &out)).await, Outcome::Failed);
     }
     let deadline = Instant::now() + cx.reserve_wait;
-    let Some(reservation) = cx.router.reserve(cx.route, &request, deadline).await else {
+    let Some(reservation) = cx
+        .router
+        .reserve_pinned(cx.route, &request, deadline, pin)
+        .await
+    else {
         return (Settle::Requeue, Outcome::Requeued);
     };
     // The wait for capacity can be long; a cancel that came meanwhile still drops the line.
