@@ -33,6 +33,12 @@ const KILL_EVERY: Duration = Duration::from_secs(4);
 const BROKER_KILL_AT: usize = LINES / 5;
 const PRIMARY_DOWN: Duration = Duration::from_secs(30);
 const CHAT_EVERY: Duration = Duration::from_millis(75);
+/// Provider attempts per line. A line that failed n times waits 1 s doubling to 60 s
+/// (jittered 0.5-1x) before attempt n+1, so the job's tail is the sum of those waits: at
+/// most 63 s before the 7th attempt, but three more 60 s waits before a 10th. At a 27%
+/// failure rate about one line in the job fails 7 times and is dead-lettered, which the
+/// checks allow (and check it is exactly that).
+const MAX_ATTEMPTS: u32 = 7;
 /// The whole job, from submit to the last line collected.
 const JOB_LIMIT: Duration = Duration::from_secs(300);
 
@@ -414,6 +420,11 @@ fn check_exactly_once(out: &Path, errors: &Path) -> (usize, usize) {
         }
     }
     assert_eq!(seen.len(), LINES, "every line exactly once");
+    // The sim injects only retryable failures: an error line can only be a dead letter.
+    let dead = format!("after {MAX_ATTEMPTS} attempts");
+    for line in std::fs::read_to_string(errors).unwrap_or_default().lines() {
+        assert!(line.contains(&dead), "not a dead letter: {line}");
+    }
     (count_lines(out), count_lines(errors))
 }
 
@@ -458,7 +469,12 @@ async fn a_job_and_interactive_chats_survive_killed_workers_broker_and_endpoint(
         .batch_cli()
         .arg("submit")
         .arg(&input)
-        .args(["--route", "openai", "--max-attempts", "10"])
+        .args([
+            "--route",
+            "openai",
+            "--max-attempts",
+            &MAX_ATTEMPTS.to_string(),
+        ])
         .output()
         .expect("run batch submit");
     assert!(
