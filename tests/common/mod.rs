@@ -9,6 +9,7 @@ use llm_router::kubemq::kubemq_client::KubemqClient;
 use std::net::{IpAddr, Ipv4Addr};
 use tonic::transport::Channel;
 
+pub mod procs;
 pub mod real_server;
 pub mod stack;
 
