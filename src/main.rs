@@ -8,7 +8,7 @@
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
-use llm_router::broker::config::{BrokerConfig, FsyncPolicy};
+use llm_router::broker::config::{BrokerConfig, FsyncPolicy, QueueLimits};
 use llm_router::config::{self as router_config, RouterConfig};
 use llm_router::gateway::{self, GatewayOptions, RunningGateway};
 use llm_router::kubemq::client::{Client, ClientOptions, ErrorKind};
@@ -83,6 +83,14 @@ struct BrokerArgs {
     /// Largest message accepted, in bytes (KubeMQ's GRPC_BODY_LIMIT; default 100 MiB).
     #[arg(long, env = "GRPC_BODY_LIMIT", default_value_t = 100 * 1024 * 1024)]
     max_message_bytes: usize,
+    /// Most messages one queue may hold (ready, delayed, in flight) before sends to it are
+    /// refused with error 139; 0 means no limit. Each costs about 60 bytes of memory.
+    #[arg(long, env = "LLM_ROUTER_MAX_QUEUE_DEPTH", default_value_t = QueueLimits::default().max_queue_depth)]
+    max_queue_depth: u64,
+    /// Most body bytes one queue may hold before sends to it are refused with error 140;
+    /// 0 means no limit. Bodies are kept on disk, not in memory.
+    #[arg(long, env = "LLM_ROUTER_MAX_QUEUE_BYTES", default_value_t = QueueLimits::default().max_queue_bytes)]
+    max_queue_bytes: u64,
 }
 
 impl BrokerArgs {
@@ -93,6 +101,11 @@ impl BrokerArgs {
             rest_port: self.rest_port,
             fsync: self.fsync,
             max_message_bytes: self.max_message_bytes,
+            queues: QueueLimits {
+                max_queue_depth: self.max_queue_depth,
+                max_queue_bytes: self.max_queue_bytes,
+                ..QueueLimits::default()
+            },
             ..BrokerConfig::default()
         };
         if let Some(dir) = self.data_dir {
