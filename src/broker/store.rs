@@ -139,6 +139,11 @@ struct Job {
     done: Done,
 }
 
+/// redb's own page cache. Its default (1 GiB) fills with every page written or read, so a
+/// deep queue's bodies would end up in the broker's RSS after all; reads past this cache
+/// are served by the OS page cache, which the kernel can reclaim.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -157,7 +162,11 @@ impl Store {
             path: dir.display().to_string(),
             source,
         })?;
-        let db = Arc::new(Database::create(dir.join("broker.redb")).map_err(redb_err)?);
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join("broker.redb"))
+            .map_err(redb_err)?;
+        let db = Arc::new(db);
         let wtx = db.begin_write().map_err(redb_err)?;
         for table in [Table::Queues, Table::Events, Table::Meta] {
             wtx.open_table(table.def()).map_err(redb_err)?;
