@@ -84,7 +84,7 @@ struct BrokerArgs {
     #[arg(long, env = "GRPC_BODY_LIMIT", default_value_t = 100 * 1024 * 1024)]
     max_message_bytes: usize,
     /// Most messages one queue may hold (ready, delayed, in flight) before sends to it are
-    /// refused with error 139; 0 means no limit. Each costs about 60 bytes of memory.
+    /// refused with error 139; 0 means no limit. Each costs about 40 bytes of memory.
     #[arg(long, env = "LLM_ROUTER_MAX_QUEUE_DEPTH", default_value_t = QueueLimits::default().max_queue_depth)]
     max_queue_depth: u64,
     /// Most body bytes one queue may hold before sends to it are refused with error 140;
