@@ -1,6 +1,7 @@
 //! Broker benchmark: the release binary in its own process, driven by the official `kubemq`
 //! Rust SDK from this process, on the same machine (the shapes of the reference figures in
-//! BENCHMARKS.md). Run: `cargo bench --bench broker` (env BENCH_RUNS=3, BENCH_SECONDS=5).
+//! BENCHMARKS.md). Run: `cargo bench --bench broker` (env BENCH_RUNS=3, BENCH_SECONDS=5;
+//! BENCH_BIN=<binary> measures another build).
 //!
 //! Measures: query round trips/s with 64 in flight and a group of 2 responders (p50/p99);
 //! serial round-trip latency; queue messages/s end to end (batch send of 100, poll up to
@@ -34,7 +35,10 @@ impl Broker {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let rest = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_llm-router"))
+        // BENCH_BIN runs another build (an A/B comparison) under the same bench.
+        let bin = std::env::var_os("BENCH_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_llm-router").into());
+        let child = Command::new(bin)
             .args([
                 "broker",
                 "--grpc-port",

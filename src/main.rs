@@ -8,7 +8,7 @@
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
-use llm_router::broker::config::{BrokerConfig, EdgeLimits, FsyncPolicy};
+use llm_router::broker::config::{BrokerConfig, EdgeLimits, FsyncPolicy, QueueLimits};
 use llm_router::config::keys::RouteKeys;
 use llm_router::config::{self as router_config, RouterConfig};
 use llm_router::gateway::{self, GatewayOptions, RunningGateway};
@@ -121,6 +121,14 @@ struct BrokerLimitArgs {
         default_value_t = 60
     )]
     forget_idle_channels_after: u64,
+    /// Most messages one queue may hold (ready, delayed, in flight) before sends to it are
+    /// refused with error 139; 0 means no limit. Each costs about 40 bytes of memory.
+    #[arg(long, env = "LLM_ROUTER_MAX_QUEUE_DEPTH", default_value_t = QueueLimits::default().max_queue_depth)]
+    max_queue_depth: u64,
+    /// Most body bytes one queue may hold before sends to it are refused with error 140;
+    /// 0 means no limit. Bodies are kept on disk, not in memory.
+    #[arg(long, env = "LLM_ROUTER_MAX_QUEUE_BYTES", default_value_t = QueueLimits::default().max_queue_bytes)]
+    max_queue_bytes: u64,
 }
 
 impl BrokerLimitArgs {
@@ -135,6 +143,8 @@ impl BrokerLimitArgs {
         };
         config.subscriber_buffer_bytes = self.subscriber_buffer_bytes;
         config.forget_idle_channels_after = Duration::from_secs(self.forget_idle_channels_after);
+        config.queues.max_queue_depth = self.max_queue_depth;
+        config.queues.max_queue_bytes = self.max_queue_bytes;
     }
 }
 

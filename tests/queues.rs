@@ -542,3 +542,124 @@ async fn metrics_track_depth_and_flow() {
     );
     broker.stop().await;
 }
+
+/// A broker whose queues hold at most `depth` messages and `bytes` body bytes.
+async fn limited_broker(depth: u64, bytes: u64) -> common::TestBroker {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.queues.max_queue_depth = depth;
+    config.queues.max_queue_bytes = bytes;
+    common::start_broker_with(config, dir).await
+}
+
+fn errors(r: &QueueMessagesBatchResponse) -> Vec<&str> {
+    r.results.iter().map(|x| x.error.as_str()).collect()
+}
+
+const FULL_3: &str =
+    "Error 139: queue lim is full: 3 messages held, limit 3; consume from it or raise --max-queue-depth";
+
+#[tokio::test]
+async fn depth_limit_refuses_only_what_does_not_fit() {
+    let broker = limited_broker(3, 0).await;
+    let mut raw = broker.raw().await;
+    // Just under the limit: two ready and one delayed make three.
+    send_n(&mut raw, "lim", 2).await;
+    let delayed = send(&mut raw, with_policy(msg("lim", "later"), 0, 60, 0, "")).await;
+    assert!(!delayed.is_error, "{delayed:?}");
+    let full = send(&mut raw, msg("lim", "x")).await;
+    assert!(full.is_error);
+    assert_eq!(full.error, FULL_3);
+    assert_eq!(
+        full.message_id.len(),
+        22,
+        "the id is echoed as for other errors"
+    );
+    assert!(
+        !send(&mut raw, msg("other", "x")).await.is_error,
+        "limits are per queue"
+    );
+
+    // A message in flight still counts; settled, it frees its place.
+    let mut down = Down::open(&mut raw).await;
+    let got = down.get("lim", 1, 1000, false).await;
+    assert_eq!(got.messages.len(), 1);
+    assert_eq!(send(&mut raw, msg("lim", "x")).await.error, FULL_3);
+    down.settle(
+        QueuesDownstreamRequestType::AckAll,
+        &got.transaction_id,
+        vec![],
+        "",
+    )
+    .await;
+    eventually(|| broker.running.broker.queues.depth("lim") == 1).await;
+    let r = raw
+        .send_queue_messages_batch(QueueMessagesBatchRequest {
+            batch_id: "b".into(),
+            messages: vec![msg("lim", "fits"), msg("lim", "no room"), msg("other", "y")],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(errors(&r), ["", FULL_3, ""]);
+    assert!(r.have_errors);
+    let left = receive(&mut raw, "lim", 10, 1, false).await;
+    assert_eq!(bodies(&left.messages), ["m1", "fits"]);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn byte_limit_admits_a_body_that_reaches_it_exactly() {
+    let broker = limited_broker(0, 10).await;
+    let mut raw = broker.raw().await;
+    assert!(!send(&mut raw, msg("bytes", "12345")).await.is_error);
+    assert!(!send(&mut raw, msg("bytes", "1234")).await.is_error);
+    let full = send(&mut raw, msg("bytes", "12")).await;
+    assert_eq!(
+        full.error,
+        "Error 140: queue bytes is full: 9 body bytes held and this message adds 2, limit 10; consume from it or raise --max-queue-bytes"
+    );
+    assert!(
+        !send(&mut raw, msg("bytes", "1")).await.is_error,
+        "exactly at the limit"
+    );
+    assert!(send(&mut raw, msg("bytes", "1")).await.is_error);
+    // Metadata-only messages have no body and always fit the byte limit.
+    let meta = QueueMessage {
+        metadata: "m".into(),
+        ..msg("bytes", "")
+    };
+    assert!(!send(&mut raw, meta).await.is_error);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn redeliveries_are_never_refused_by_a_limit() {
+    let broker = limited_broker(1, 0).await;
+    let mut raw = broker.raw().await;
+    let dlq = send(
+        &mut raw,
+        with_policy(msg("lim.src", "once"), 0, 0, 1, "lim.dlq"),
+    )
+    .await;
+    assert!(!dlq.is_error);
+    assert!(
+        !send(&mut raw, msg("lim.dlq", "already here"))
+            .await
+            .is_error
+    );
+    let mut down = Down::open(&mut raw).await;
+    let got = down.get("lim.src", 1, 1000, false).await;
+    down.settle(
+        QueuesDownstreamRequestType::NAckAll,
+        &got.transaction_id,
+        vec![],
+        "",
+    )
+    .await;
+    // The dead-lettered copy goes over lim.dlq's limit instead of being lost.
+    eventually(|| broker.running.broker.queues.depth("lim.dlq") == 2).await;
+    let both = receive(&mut raw, "lim.dlq", 2, 1, false).await;
+    assert_eq!(bodies(&both.messages), ["already here", "once"]);
+    broker.stop().await;
+}

@@ -34,7 +34,8 @@ impl std::str::FromStr for FsyncPolicy {
     }
 }
 
-/// Queue limits; names and defaults follow `community:config/queue.go`.
+/// Queue limits; names and defaults follow `community:config/queue.go`, except the last
+/// two, which are ours.
 #[derive(Debug, Clone)]
 pub struct QueueLimits {
     pub max_number_of_messages: i32,
@@ -45,6 +46,13 @@ pub struct QueueLimits {
     pub max_visibility_seconds: i32,
     pub default_visibility_seconds: i32,
     pub default_wait_timeout_seconds: i32,
+    /// Most messages one queue may hold (ready, delayed, in flight, being stored) before
+    /// sends to it are refused; 0 means no limit. Every held message costs an index
+    /// entry in memory, so this bounds the broker's memory per queue.
+    pub max_queue_depth: u64,
+    /// Most body bytes one queue may hold, counted like `max_queue_depth`; 0 means no
+    /// limit. Bodies live on disk, so this bounds the store's size per queue.
+    pub max_queue_bytes: u64,
 }
 
 impl Default for QueueLimits {
@@ -58,6 +66,8 @@ impl Default for QueueLimits {
             max_visibility_seconds: 43200,
             default_visibility_seconds: 60,
             default_wait_timeout_seconds: 1,
+            max_queue_depth: 10_000_000,
+            max_queue_bytes: 10 * 1024 * 1024 * 1024,
         }
     }
 }

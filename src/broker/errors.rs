@@ -103,6 +103,27 @@ pub enum KubeMqError {
     ShuttingDown,
 }
 
+/// A send refused by a per-queue limit. Not in v2.4.0's catalogue: there these limits
+/// (`Store.MaxMessages`, `Store.MaxQueueSize`) are off by default and, when set, make the
+/// STAN store silently discard the oldest messages. Refusing the send instead loses
+/// nothing; the numbers continue the queue range after 138 and the texts say what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueFull {
+    #[error("Error 139: queue {queue} is full: {held} messages held, limit {limit}; consume from it or raise --max-queue-depth")]
+    Depth {
+        queue: String,
+        held: u64,
+        limit: u64,
+    },
+    #[error("Error 140: queue {queue} is full: {held} body bytes held and this message adds {adding}, limit {limit}; consume from it or raise --max-queue-bytes")]
+    Bytes {
+        queue: String,
+        held: u64,
+        adding: u64,
+        limit: u64,
+    },
+}
+
 impl KubeMqError {
     /// The status used by the pub/sub and RPC families: `INTERNAL` with the exact text.
     pub fn status(self) -> Status {

@@ -6,8 +6,9 @@
 //! With [`FsyncPolicy::Always`] an acknowledged operation has been fsynced; concurrent
 //! writers share the fsync, so throughput grows with load instead of falling.
 //!
-//! The in-memory broker state is authoritative while running; the store exists so that
-//! state can be rebuilt at start-up ([`Store::scan`]).
+//! The in-memory broker state is authoritative while running. The store is what state is
+//! rebuilt from at start-up ([`Store::visit`]) and, for queues, where message bodies live:
+//! memory holds only an index and a take reads the bodies back ([`Store::get_many`]).
 
 use super::config::FsyncPolicy;
 use redb::{Database, Durability, ReadableTable, TableDefinition};
@@ -103,13 +104,45 @@ pub fn split_key(k: &[u8]) -> Option<(String, u64)> {
     Some((name, seq))
 }
 
+/// Runs on the writer thread once the transaction holding its job has committed (or
+/// failed). It must be quick and must not wait for the store: the writer waits for it.
+pub type AfterCommit = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Who hears about a job's commit.
+enum Done {
+    Nobody,
+    Reply(oneshot::Sender<Result<(), String>>),
+    Call(AfterCommit),
+}
+
+impl Done {
+    fn tell(self, result: &Result<(), String>) {
+        match self {
+            Done::Nobody => {}
+            Done::Reply(tx) => {
+                let _ = tx.send(result.clone());
+            }
+            Done::Call(f) => f(result.clone().map_err(corrupted)),
+        }
+    }
+}
+
+fn corrupted(text: String) -> StoreError {
+    StoreError::Redb(redb::Error::Corrupted(text))
+}
+
 struct Job {
     ops: Vec<Op>,
     /// Asks the writer to exit after this batch (see [`Store::close`]).
     stop: bool,
-    /// Answered once the transaction holding `ops` has committed.
-    done: Option<oneshot::Sender<Result<(), String>>>,
+    /// Told once the transaction holding `ops` has committed.
+    done: Done,
 }
+
+/// redb's own page cache. Its default (1 GiB) fills with every page written or read, so a
+/// deep queue's bodies would end up in the broker's RSS after all; reads past this cache
+/// are served by the OS page cache, which the kernel can reclaim.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -129,7 +162,11 @@ impl Store {
             path: dir.display().to_string(),
             source,
         })?;
-        let db = Arc::new(Database::create(dir.join("broker.redb")).map_err(redb_err)?);
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join("broker.redb"))
+            .map_err(redb_err)?;
+        let db = Arc::new(db);
         let wtx = db.begin_write().map_err(redb_err)?;
         for table in [Table::Queues, Table::Events, Table::Meta] {
             wtx.open_table(table.def()).map_err(redb_err)?;
@@ -164,7 +201,7 @@ impl Store {
             .jobs
             .send(Job {
                 ops,
-                done: Some(tx),
+                done: Done::Reply(tx),
                 stop: false,
             })
             .map_err(|_| StoreError::Closed);
@@ -172,9 +209,23 @@ impl Store {
             queued?;
             match rx.await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(text)) => Err(StoreError::Redb(redb::Error::Corrupted(text))),
+                Ok(Err(text)) => Err(corrupted(text)),
                 Err(_) => Err(StoreError::Closed),
             }
+        }
+    }
+
+    /// Queues `ops` like [`Store::commit`] and calls `then` on the writer thread once they
+    /// are committed, for callers that cannot await but must not act before the write is
+    /// readable. If the store is closed, `then` is dropped uncalled.
+    pub fn commit_then(&self, ops: Vec<Op>, then: AfterCommit) {
+        let job = Job {
+            ops,
+            done: Done::Call(then),
+            stop: false,
+        };
+        if self.jobs.send(job).is_err() {
+            tracing::warn!("store closed; a write and what waited on it were dropped");
         }
     }
 
@@ -185,7 +236,7 @@ impl Store {
             .jobs
             .send(Job {
                 ops,
-                done: None,
+                done: Done::Nobody,
                 stop: false,
             })
             .is_err()
@@ -196,18 +247,49 @@ impl Store {
 
     /// Every record of `table` whose key starts with `prefix`, in key order. Used at start-up.
     pub fn scan(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
+        let mut out = Vec::new();
+        self.visit(table, prefix, |k, v| out.push((k.to_vec(), v.to_vec())))?;
+        Ok(out)
+    }
+
+    /// Shows `f` every record of `table` whose key starts with `prefix`, in key order,
+    /// without collecting them: a start-up over a million stored bodies stays small.
+    pub fn visit(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]),
+    ) -> Result<(), StoreError> {
         let db = self.db.upgrade().ok_or(StoreError::Closed)?;
         let rtx = db.begin_read().map_err(redb_err)?;
         let t = rtx.open_table(table.def()).map_err(redb_err)?;
-        let mut out = Vec::new();
         for item in t.range(prefix..).map_err(redb_err)? {
             let (k, v) = item.map_err(redb_err)?;
             if !k.value().starts_with(prefix) {
                 break;
             }
-            out.push((k.value().to_vec(), v.value().to_vec()));
+            f(k.value(), v.value());
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Reads several records in one read transaction: one snapshot and one transaction's
+    /// cost for a whole batch. Positional; `None` where a key is absent.
+    pub fn get_many(
+        &self,
+        table: Table,
+        keys: impl IntoIterator<Item = Bytes>,
+    ) -> Result<Vec<Option<Bytes>>, StoreError> {
+        let db = self.db.upgrade().ok_or(StoreError::Closed)?;
+        let rtx = db.begin_read().map_err(redb_err)?;
+        let t = rtx.open_table(table.def()).map_err(redb_err)?;
+        keys.into_iter()
+            .map(|k| {
+                Ok(t.get(k.as_slice())
+                    .map_err(redb_err)?
+                    .map(|v| v.value().to_vec()))
+            })
+            .collect()
     }
 
     /// Reads one record.
@@ -229,7 +311,7 @@ impl Store {
     pub fn close(&self) {
         let _ = self.jobs.send(Job {
             ops: Vec::new(),
-            done: None,
+            done: Done::Nobody,
             stop: true,
         });
         let writer = self.writer.lock().take();
@@ -288,9 +370,7 @@ impl Writer {
             }
             let stop = batch.iter().any(|job| job.stop);
             for job in batch {
-                if let Some(done) = job.done {
-                    let _ = done.send(result.clone());
-                }
+                job.done.tell(&result);
             }
             if stop {
                 break;

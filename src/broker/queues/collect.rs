@@ -3,9 +3,8 @@
 //! batch), ending promptly at broker shutdown.
 
 use super::lease::Lease;
-use super::queue::{Queue, Rejects};
+use super::queue::Queue;
 use super::Queues;
-use crate::broker::ids;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -62,22 +61,5 @@ impl Queues {
             }
         }
         Collected { lease, expired }
-    }
-
-    /// Takes what is ready now (up to `max`) into `lease`; returns how many expired.
-    pub(crate) fn take_now(&self, queue: &Queue, max: usize, lease: &mut Lease) -> usize {
-        let mut rejects = Rejects::default();
-        queue.take(
-            max,
-            ids::now_ns(),
-            self.retention_ns,
-            &mut lease.msgs,
-            &mut rejects,
-        );
-        let expired = rejects.expired.len();
-        if !rejects.expired.is_empty() || !rejects.dead.is_empty() {
-            self.dispose(queue, rejects);
-        }
-        expired
     }
 }

@@ -2,12 +2,15 @@
 //! their queue's tail with a new sequence when due, by a single task that sleeps until the
 //! earliest due time.
 
+use super::capacity;
 use super::message;
 use super::persist::{self, DELAY_LOG};
-use super::queue::body_len;
+use super::queue::{body_len, Tally};
+use super::send::{Failures, Items};
 use super::Queues;
+use crate::broker::errors::KubeMqError;
 use crate::broker::ids;
-use crate::broker::store::{Op, StoreError};
+use crate::broker::store::Op;
 use crate::kubemq::QueueMessage;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
@@ -100,9 +103,15 @@ impl Delays {
 }
 
 impl Queues {
-    /// Stores delayed messages (awaited: they are being acknowledged to a sender), then
-    /// schedules them.
-    pub(crate) async fn send_delayed(&self, msgs: Vec<QueueMessage>) -> Result<(), StoreError> {
+    /// Stores delayed messages that fit their queues' limits (awaited: they are being
+    /// acknowledged to a sender), then schedules them. Returns the refused or failed
+    /// positions with their error texts.
+    pub(crate) async fn send_delayed(&self, items: Items) -> Failures {
+        let (items, mut failed) = self.admit_delayed(items);
+        if items.is_empty() {
+            return failed;
+        }
+        let (positions, msgs): (Vec<usize>, Vec<QueueMessage>) = items.into_iter().unzip();
         let values: Vec<Vec<u8>> = msgs.iter().map(persist::encode).collect();
         let (keys, pending) = {
             let mut s = self.delays.schedule.lock();
@@ -114,11 +123,36 @@ impl Queues {
                 .collect();
             (keys, persist::begin_commit(&self.store, ops))
         };
-        pending.await?;
-        self.count_delayed(&msgs, 1);
+        if let Err(e) = pending.await {
+            tracing::error!("delayed queue send failed: {e}");
+            self.count_delayed(&msgs, -1);
+            let text = KubeMqError::SendToQueueFailed.to_string();
+            failed.extend(positions.into_iter().map(|i| (i, text.clone())));
+            return failed;
+        }
         self.count_sent(&msgs);
         self.delays.insert(keys, msgs);
-        Ok(())
+        failed
+    }
+
+    /// Counts each delayed message in its queue if it fits the queue's limits (so that
+    /// concurrent sends cannot overshoot them); splits off the refused ones.
+    fn admit_delayed(&self, items: Items) -> (Items, Failures) {
+        let (mut admitted, mut refused) = (Vec::with_capacity(items.len()), Vec::new());
+        for (i, msg) in items {
+            let q = self.queue(&msg.channel);
+            let mut st = q.lock();
+            let bytes = body_len(&msg);
+            match capacity::admit(&q.name, st.held(), bytes, &self.limits) {
+                Ok(()) => {
+                    st.delayed.add(Tally { count: 1, bytes });
+                    q.publish_gauges(&st);
+                    admitted.push((i, msg));
+                }
+                Err(full) => refused.push((i, full.to_string())),
+            }
+        }
+        (admitted, refused)
     }
 
     /// Schedules forwarded messages; `ops` (deletes of the originals) join the store job.
@@ -156,14 +190,21 @@ impl Queues {
 
     /// Moves the per-queue delayed counters by `sign` per message.
     pub(crate) fn count_delayed(&self, msgs: &[QueueMessage], sign: isize) {
-        let mut per: HashMap<&str, usize> = HashMap::new();
+        let mut per: HashMap<&str, Tally> = HashMap::new();
         for m in msgs {
-            *per.entry(m.channel.as_str()).or_default() += 1;
+            per.entry(m.channel.as_str()).or_default().add(Tally {
+                count: 1,
+                bytes: body_len(m),
+            });
         }
-        for (channel, n) in per {
+        for (channel, tally) in per {
             let q = self.queue(channel);
             let mut st = q.lock();
-            st.delayed = st.delayed.saturating_add_signed(sign * n as isize);
+            if sign > 0 {
+                st.delayed.add(tally);
+            } else {
+                st.delayed.sub(tally);
+            }
             q.publish_gauges(&st);
         }
     }

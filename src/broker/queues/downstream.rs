@@ -280,7 +280,7 @@ fn forward(q: &Queues, lease: &Lease, mut msgs: Vec<crate::kubemq::QueueMessage>
         .iter()
         .map(|m| super::persist::delete(&lease.queue.name, message::seq(m)))
         .collect();
-    lease.queue.settled(msgs.len());
+    lease.queue.settled(super::queue::Tally::of(&msgs));
     for m in &mut msgs {
         m.channel = channel.to_owned();
     }

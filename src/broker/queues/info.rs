@@ -25,14 +25,14 @@ fn stats(name: &str, st: &State) -> QueueChannelStats {
     QueueChannelStats {
         name: name.to_owned(),
         last_activity: st.stats.last_activity_ms,
-        is_active: st.consumers > 0 || st.in_flight > 0,
+        is_active: st.consumers > 0 || st.in_flight.count > 0,
         incoming_messages: st.stats.sent,
         incoming_volume: st.stats.sent_bytes,
         outgoing_messages: st.stats.delivered,
         outgoing_volume: st.stats.delivered_bytes,
         waiting: st.ready.len() as i64,
         expired: st.stats.expired,
-        delayed: st.delayed as i64,
+        delayed: st.delayed.count as i64,
     }
 }
 
@@ -60,9 +60,9 @@ fn queue_info(q: &Queue) -> QueueInfo {
     let st = q.lock();
     QueueInfo {
         name: q.name.clone(),
-        messages: (st.ready.len() + st.in_flight) as i64,
-        bytes: st.ready_bytes,
-        first_sequence: st.ready.keys().next().map_or(0, |s| *s as i64),
+        messages: (st.ready.len() + st.in_flight.count + st.storing.count) as i64,
+        bytes: st.ready.bytes(),
+        first_sequence: st.ready.first_seq().map_or(0, |s| s as i64),
         last_sequence: st.next_seq.saturating_sub(1) as i64,
         sent: st.stats.sent,
         delivered: st.stats.delivered,

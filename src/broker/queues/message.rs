@@ -109,16 +109,13 @@ pub(crate) fn delivered(mut msg: QueueMessage) -> QueueMessage {
 /// Whether one more delivery would exceed MaxReceiveCount (0 means unlimited).
 pub(crate) fn over_limit(msg: &QueueMessage) -> bool {
     let max = msg.policy.as_ref().map_or(0, |p| p.max_receive_count);
-    max > 0 && stored_rc(msg) + 1 > max
+    exceeds(stored_rc(msg) + 1, max)
 }
 
-/// Whether the message expired, or outlived the store's retention.
-pub(crate) fn expired(msg: &QueueMessage, now: i64, retention_ns: i64) -> bool {
-    let Some(a) = msg.attributes.as_ref() else {
-        return false;
-    };
-    (a.expiration_at > 0 && a.expiration_at <= now)
-        || now.saturating_sub(a.timestamp) > retention_ns
+/// Whether a delivery with ReceiveCount `rc` is beyond MaxReceiveCount `max` (0: unlimited).
+/// The one rule behind both [`over_limit`] and the ready index's check.
+pub(crate) fn exceeds(rc: i32, max: i32) -> bool {
+    max > 0 && rc > max
 }
 
 /// Where a failed message goes next, when it cannot stay: its dead-letter queue, if any.

@@ -3,18 +3,24 @@
 //! transactions, upstream sends).
 //!
 //! # Layout
-//! - `queue`: one queue's in-memory state; `lease`: messages a consumer holds.
+//! - `queue`: one queue's in-memory state; `index`: its ready set without bodies;
+//!   `lease`: messages a consumer holds; `capacity`: the per-queue limits.
 //! - `message`: validation and attribute rules; `persist`: the stored form.
+//! - `take`: picking from the index and reading the bodies back.
 //! - `send`, `receive` (receive, peek, ack-all), `stream` (StreamQueueMessage),
 //!   `downstream`, `upstream`, `delay`, `settle` (ack, nack, dead-letter),
 //!   `info` (QueuesInfo and channel management), `collect` (the wait they share).
 //!
-//! In-memory state is authoritative while running; the store is for recovery. A send is
-//! committed before it is acknowledged; settlements are queued without waiting.
+//! In-memory state is authoritative while running, but it holds only an index of ready
+//! messages: bodies live in the store and a take reads them back. So a message enters
+//! the ready index only after its store write is acknowledged. A send is committed before
+//! it is acknowledged; settlements are queued without waiting.
 
+mod capacity;
 mod collect;
 mod delay;
 mod downstream;
+mod index;
 mod info;
 mod lease;
 mod message;
@@ -24,6 +30,7 @@ mod receive;
 mod send;
 mod settle;
 mod stream;
+mod take;
 mod upstream;
 
 pub use info::QueueChannelStats;
@@ -38,6 +45,7 @@ use crate::kubemq::{
     SendQueueMessageResult, StreamQueueMessagesRequest, StreamQueueMessagesResponse,
 };
 use futures::stream::BoxStream;
+use index::Entry;
 use parking_lot::RwLock;
 use queue::Queue;
 use std::collections::HashMap;
@@ -81,8 +89,9 @@ impl Queues {
         Ok(queues)
     }
 
-    /// Loads stored messages: all become ready again (in-flight ones included, with their
-    /// sequences); delayed ones go back to the schedule.
+    /// Rebuilds the queues from the store: every stored message becomes ready again (in-flight
+    /// ones included, with their sequences) as an index entry, its body left on disk;
+    /// delayed ones go back to the schedule.
     fn restore(&self) -> Result<(), StoreError> {
         for (name, hwm) in persist::load_hwms(&self.store)? {
             let q = self.queue(&name);
@@ -90,25 +99,34 @@ impl Queues {
             st.next_seq = st.next_seq.max(hwm + 1);
         }
         let mut delayed = Vec::new();
-        for (key, value) in self.store.scan(Table::Queues, &[])? {
-            let Some((name, seq)) = store::split_key(&key) else {
+        // Records come in key order, so one queue's run is contiguous: look it up once.
+        let mut current: Option<Arc<Queue>> = None;
+        self.store.visit(Table::Queues, &[], |key, value| {
+            let Some((name, seq)) = store::split_key(key) else {
                 tracing::warn!("skipping a queue record with a malformed key");
-                continue;
+                return;
             };
-            let Some(msg) = persist::decode(&value, seq) else {
+            let Some(msg) = persist::decode(value, seq) else {
                 tracing::warn!(queue = %name, seq, "skipping an undecodable queue message");
-                continue;
+                return;
             };
             if name == persist::DELAY_LOG {
                 delayed.push(msg.clone());
                 self.delays.restore(seq, msg);
-            } else {
-                let q = self.queue(&name);
-                let mut st = q.lock();
-                st.next_seq = st.next_seq.max(seq + 1);
-                q.insert_ready(&mut st, [msg]);
-                q.publish_gauges(&st);
+                return;
             }
+            let q = match current.take() {
+                Some(q) if q.name == name => q,
+                _ => self.queue(&name),
+            };
+            let mut st = q.lock();
+            st.next_seq = st.next_seq.max(seq + 1);
+            q.insert_ready(&mut st, [(seq, Entry::of(&msg))]);
+            drop(st);
+            current = Some(q);
+        })?;
+        for q in self.registry.read().values() {
+            q.publish_gauges(&q.lock());
         }
         self.count_delayed(&delayed, 1);
         Ok(())
@@ -199,8 +217,7 @@ impl Queues {
             let mut st = q.lock();
             st.deleted = true;
             st.ready.clear();
-            st.ready_bytes = 0;
-            st.delayed = 0;
+            st.delayed = Default::default();
             q.publish_gauges(&st);
         }
         let mut ops = persist::purge(name);

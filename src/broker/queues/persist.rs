@@ -28,6 +28,22 @@ pub(crate) fn decode(value: &[u8], seq: u64) -> Option<QueueMessage> {
     Some(msg)
 }
 
+/// The stored messages `seqs` of queue `name`, read in one transaction; `None` where a
+/// record is gone (its queue was deleted meanwhile).
+pub(crate) fn load(
+    store: &Store,
+    name: &str,
+    seqs: &[u64],
+) -> Result<Vec<Option<QueueMessage>>, StoreError> {
+    let keys = seqs.iter().map(|seq| store::key(name, *seq));
+    let values = store.get_many(Table::Queues, keys)?;
+    Ok(values
+        .into_iter()
+        .zip(seqs)
+        .map(|(v, seq)| v.and_then(|v| decode(&v, *seq)))
+        .collect())
+}
+
 pub(crate) fn put(name: &str, seq: u64, value: Vec<u8>) -> Op {
     Op::Put {
         table: Table::Queues,

@@ -1,12 +1,13 @@
-//! One queue's in-memory state: ready messages by sequence, counters, and the signal that
+//! One queue's in-memory state: the ready index by sequence, counters, and the signal that
 //! wakes waiting consumers.
 
+use super::index::{Entry, Ready};
 use super::message;
 use crate::broker::metrics as m;
+use crate::broker::store::StoreError;
 use crate::kubemq::QueueMessage;
 use metrics::{Counter, Gauge};
 use parking_lot::{Mutex, MutexGuard};
-use std::collections::BTreeMap;
 use tokio::sync::Notify;
 
 /// Running totals, for channel listings and QueuesInfo.
@@ -21,23 +22,65 @@ pub(crate) struct Stats {
     pub last_activity_ms: i64,
 }
 
+/// A number of messages and their body bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub count: usize,
+    pub bytes: i64,
+}
+
+impl Tally {
+    pub fn of(msgs: &[QueueMessage]) -> Self {
+        Self {
+            count: msgs.len(),
+            bytes: msgs.iter().map(body_len).sum(),
+        }
+    }
+
+    pub fn add(&mut self, other: Tally) {
+        self.count += other.count;
+        self.bytes += other.bytes;
+    }
+
+    pub fn sub(&mut self, other: Tally) {
+        self.count = self.count.saturating_sub(other.count);
+        self.bytes = (self.bytes - other.bytes).max(0);
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct State {
     /// Next sequence to hand out; never goes back, also across restarts.
     pub next_seq: u64,
-    /// Messages a consumer may take, oldest sequence first.
-    pub ready: BTreeMap<u64, QueueMessage>,
-    /// Body bytes of `ready`.
-    pub ready_bytes: i64,
+    /// Messages a consumer may take, oldest sequence first; their bodies are in the store.
+    pub ready: Ready,
+    /// Accepted or re-published, with the store write not acknowledged yet. Kept out of
+    /// `ready` until then, because a take reads bodies from the store; counted against
+    /// the limits so concurrent sends cannot overshoot them.
+    pub storing: Tally,
     /// Taken by a consumer and not settled yet.
-    pub in_flight: usize,
+    pub in_flight: Tally,
     /// Waiting in the delay schedule for this queue.
-    pub delayed: usize,
+    pub delayed: Tally,
     /// Consumers currently waiting in a receive, get or stream.
     pub consumers: usize,
     /// Set when the queue is deleted: late returns are dropped instead of resurrecting it.
     pub deleted: bool,
     pub stats: Stats,
+}
+
+impl State {
+    /// Everything the queue holds, as its depth and byte limits count it.
+    pub fn held(&self) -> Tally {
+        let mut all = Tally {
+            count: self.ready.len(),
+            bytes: self.ready.bytes(),
+        };
+        for t in [self.storing, self.in_flight, self.delayed] {
+            all.add(t);
+        }
+        all
+    }
 }
 
 /// Cached metric handles, so the hot path does no registry lookups.
@@ -71,11 +114,15 @@ impl Metrics {
     }
 }
 
-/// What a take removed besides deliverable messages; the caller settles these in the store.
+/// What a take removed from the ready index, by sequence. The caller reads the bodies of
+/// `deliver` and `dead` from the store and settles `expired` and `dead` there.
 #[derive(Default)]
-pub(crate) struct Rejects {
-    pub expired: Vec<QueueMessage>,
-    pub dead: Vec<QueueMessage>,
+pub(crate) struct Taken {
+    /// Counted in flight, oldest first.
+    pub deliver: Vec<(u64, Entry)>,
+    pub expired: Vec<u64>,
+    /// Over MaxReceiveCount: to be dead-lettered or discarded.
+    pub dead: Vec<(u64, Entry)>,
 }
 
 pub(crate) struct Queue {
@@ -116,52 +163,50 @@ impl Queue {
         self.ready_signal.notify_waiters();
     }
 
-    /// Makes messages (already stored) ready, keeping their sequences.
-    pub fn insert_ready(&self, st: &mut State, msgs: impl IntoIterator<Item = QueueMessage>) {
-        for msg in msgs {
-            st.ready_bytes += body_len(&msg);
-            st.ready.insert(message::seq(&msg), msg);
+    /// Makes messages ready, keeping their sequences. Only for messages whose store write
+    /// has been acknowledged: a take reads the body back from the store.
+    pub fn insert_ready(&self, st: &mut State, entries: impl IntoIterator<Item = (u64, Entry)>) {
+        for (seq, entry) in entries {
+            st.ready.insert(seq, entry);
         }
     }
 
-    /// Moves up to `max` deliverable messages into `out`, oldest first, counting them in
-    /// flight. Expired and over-limit messages met on the way are removed into `rejects`.
-    pub fn take(
-        &self,
-        max: usize,
-        now: i64,
-        retention_ns: i64,
-        out: &mut Vec<QueueMessage>,
-        rejects: &mut Rejects,
-    ) {
+    /// Removes up to `max` deliverable messages from the ready index, oldest first,
+    /// counting them in flight. Expired and over-limit messages met on the way are
+    /// removed too and reported apart.
+    pub fn take(&self, max: usize, now: i64, retention_ns: i64) -> Taken {
+        let mut taken = Taken::default();
         let mut st = self.lock();
-        let mut taken = 0;
-        while taken < max {
-            let Some((_, msg)) = st.ready.pop_first() else {
+        let mut out = Tally::default();
+        while out.count < max {
+            let Some((seq, entry)) = st.ready.pop_first() else {
                 break;
             };
-            st.ready_bytes -= body_len(&msg);
-            if message::expired(&msg, now, retention_ns) {
-                rejects.expired.push(msg);
-            } else if message::over_limit(&msg) {
-                rejects.dead.push(msg);
+            if entry.expired(now, retention_ns) {
+                taken.expired.push(seq);
+            } else if entry.over_limit() {
+                taken.dead.push((seq, entry));
             } else {
-                st.stats.delivered += 1;
-                st.stats.delivered_bytes += body_len(&msg);
-                out.push(msg);
-                taken += 1;
+                out.add(Tally {
+                    count: 1,
+                    bytes: entry.bytes(),
+                });
+                taken.deliver.push((seq, entry));
             }
         }
-        st.in_flight += taken;
-        st.stats.expired += rejects.expired.len() as i64;
-        if taken > 0 {
+        st.in_flight.add(out);
+        st.stats.delivered += out.count as i64;
+        st.stats.delivered_bytes += out.bytes;
+        st.stats.expired += taken.expired.len() as i64;
+        if out.count > 0 {
             st.stats.last_activity_ms = now / 1_000_000;
-            self.metrics.messages_out.increment(taken as u64);
+            self.metrics.messages_out.increment(out.count as u64);
         }
-        if !rejects.expired.is_empty() {
-            self.metrics.expired.increment(rejects.expired.len() as u64);
+        if !taken.expired.is_empty() {
+            self.metrics.expired.increment(taken.expired.len() as u64);
         }
         self.publish_gauges(&st);
+        taken
     }
 
     /// Puts un-settled messages back with their sequences (peek end, closed transaction).
@@ -170,19 +215,51 @@ impl Queue {
             return;
         }
         let mut st = self.lock();
-        st.in_flight = st.in_flight.saturating_sub(msgs.len());
+        st.in_flight.sub(Tally::of(&msgs));
         if !st.deleted {
-            self.insert_ready(&mut st, msgs);
+            let entries = msgs.iter().map(|m| (message::seq(m), Entry::of(m)));
+            self.insert_ready(&mut st, entries);
         }
         self.publish_gauges(&st);
         drop(st);
         self.wake();
     }
 
-    /// Forgets `n` messages that left the in-flight set through a settlement.
-    pub fn settled(&self, n: usize) {
+    /// Puts taken entries back unread, after the store could not give their bodies.
+    pub fn untake(&self, deliver: Vec<(u64, Entry)>, dead: Vec<(u64, Entry)>) {
         let mut st = self.lock();
-        st.in_flight = st.in_flight.saturating_sub(n);
+        st.in_flight.sub(entries_tally(&deliver));
+        if !st.deleted {
+            self.insert_ready(&mut st, deliver.into_iter().chain(dead));
+        }
+        self.publish_gauges(&st);
+        drop(st);
+        self.wake();
+    }
+
+    /// Makes re-published messages ready once their store write is acknowledged. Called
+    /// by the store writer; on a failed write they stay stored under their old sequences
+    /// (the write was one transaction) and come back at the next start.
+    pub fn stored(&self, entries: Vec<(u64, Entry)>, result: Result<(), StoreError>) {
+        let mut st = self.lock();
+        st.storing.sub(entries_tally(&entries));
+        match result {
+            Ok(()) if !st.deleted => self.insert_ready(&mut st, entries),
+            Ok(()) => {}
+            Err(e) => tracing::error!(
+                queue = %self.name,
+                "re-published messages were not stored and return at the next start: {e}"
+            ),
+        }
+        self.publish_gauges(&st);
+        drop(st);
+        self.wake();
+    }
+
+    /// Forgets messages that left the in-flight set through a settlement.
+    pub fn settled(&self, gone: Tally) {
+        let mut st = self.lock();
+        st.in_flight.sub(gone);
         self.publish_gauges(&st);
     }
 
@@ -204,11 +281,18 @@ impl Queue {
 
     pub fn publish_gauges(&self, st: &State) {
         self.metrics.depth.set(st.ready.len() as f64);
-        self.metrics.in_flight.set(st.in_flight as f64);
-        self.metrics.delayed.set(st.delayed as f64);
+        self.metrics.in_flight.set(st.in_flight.count as f64);
+        self.metrics.delayed.set(st.delayed.count as f64);
     }
 }
 
 pub(crate) fn body_len(msg: &QueueMessage) -> i64 {
     msg.body.len() as i64
+}
+
+pub(crate) fn entries_tally(entries: &[(u64, Entry)]) -> Tally {
+    Tally {
+        count: entries.len(),
+        bytes: entries.iter().map(|(_, e)| e.bytes()).sum(),
+    }
 }

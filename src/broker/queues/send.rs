@@ -1,24 +1,41 @@
 //! Sending: SendQueueMessage, SendQueueMessagesBatch and each QueuesUpstream request.
-//! Valid messages are committed to the store before the result is returned, and become
-//! visible to consumers only once committed.
+//! Valid messages that fit their queue's limits (`capacity`) are committed to the store
+//! before the result is returned, and become visible to consumers only once committed.
 
+use super::capacity;
+use super::index::Entry;
 use super::message;
 use super::persist;
-use super::queue::{body_len, Queue};
+use super::queue::{body_len, Queue, Tally};
 use super::Queues;
 use crate::broker::errors::KubeMqError;
 use crate::broker::ids;
-use crate::broker::store::StoreError;
 use crate::kubemq::{QueueMessage, SendQueueMessageResult};
 use std::collections::HashMap;
 
 /// Valid messages of one batch, grouped by destination, with their positions.
 #[derive(Default)]
 struct Plan {
-    groups: Vec<(String, Vec<(usize, QueueMessage)>)>,
+    groups: Vec<(String, Items)>,
     /// Group index by channel; consulted only when the channel changes between messages.
     index: HashMap<String, usize>,
-    delayed: Vec<(usize, QueueMessage)>,
+    delayed: Items,
+}
+
+/// Messages of a batch with their positions in it.
+pub(crate) type Items = Vec<(usize, QueueMessage)>;
+
+/// Positions of a batch that failed, with the error text each reports.
+pub(crate) type Failures = Vec<(usize, String)>;
+
+/// What [`Queues::reserve`] did under the queue's lock.
+struct Reserved<'a> {
+    /// Given sequences and counted as being stored.
+    accepted: Items,
+    /// Refused by the queue's limits.
+    refused: Failures,
+    /// The store job of `accepted`; `None` when nothing was accepted.
+    pending: Option<persist::Pending<'a>>,
 }
 
 impl Queues {
@@ -30,7 +47,7 @@ impl Queues {
         for (i, mut msg) in msgs.into_iter().enumerate() {
             message::ensure_id(&mut msg);
             match message::validate(&msg, &self.limits) {
-                Err(e) => results.push(error_result(msg.message_id, e)),
+                Err(e) => results.push(error_result(msg.message_id, e.to_string())),
                 Ok(()) => {
                     message::prepare_send(&mut msg, &self.limits, now);
                     results.push(ok_result(&msg));
@@ -38,90 +55,114 @@ impl Queues {
                 }
             }
         }
-        let failed = self.execute(plan).await;
-        for i in failed {
+        for (i, text) in self.execute(plan).await {
             if let Some(r) = results.get_mut(i) {
                 let id = std::mem::take(&mut r.message_id);
-                *r = error_result(id, KubeMqError::SendToQueueFailed);
+                *r = error_result(id, text);
             }
         }
         results
     }
 
-    /// Commits every group; returns the positions whose commit failed.
-    async fn execute(&self, plan: Plan) -> Vec<usize> {
-        let mut failed = Vec::new();
-        let mut pending = Vec::with_capacity(plan.groups.len());
-        for (channel, items) in plan.groups {
-            let (positions, msgs): (Vec<usize>, Vec<QueueMessage>) = items.into_iter().unzip();
-            pending.push(async move {
-                let result = self.append(&channel, msgs).await;
-                (positions, result)
-            });
-        }
-        for (positions, result) in futures::future::join_all(pending).await {
-            if let Err(e) = result {
-                tracing::error!("queue send failed: {e}");
-                failed.extend(positions);
-            }
-        }
+    /// Commits every group; returns the positions that were refused or failed.
+    async fn execute(&self, plan: Plan) -> Failures {
+        let pending = plan
+            .groups
+            .into_iter()
+            .map(|(channel, items)| async move { self.append(&channel, items).await });
+        let mut failed: Failures = futures::future::join_all(pending)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         if !plan.delayed.is_empty() {
-            let (positions, msgs): (Vec<usize>, Vec<QueueMessage>) =
-                plan.delayed.into_iter().unzip();
-            if let Err(e) = self.send_delayed(msgs).await {
-                tracing::error!("delayed queue send failed: {e}");
-                failed.extend(positions);
-            }
+            failed.extend(self.send_delayed(plan.delayed).await);
         }
         failed
     }
 
-    /// Stores messages at the tail of `channel` and makes them ready once committed.
-    async fn append(&self, channel: &str, mut msgs: Vec<QueueMessage>) -> Result<(), StoreError> {
-        let mut values: Vec<Vec<u8>> = msgs.iter().map(persist::encode).collect();
-        let (queue, pending) = loop {
+    /// Stores messages at the tail of `channel`, as far as its limits allow, and makes
+    /// them ready once committed.
+    async fn append(&self, channel: &str, mut items: Items) -> Failures {
+        let mut values: Vec<Vec<u8>> = items.iter().map(|(_, m)| persist::encode(m)).collect();
+        let (queue, reserved) = loop {
             let queue = self.queue(channel);
-            match self.reserve(&queue, &mut msgs, values) {
-                Ok(pending) => break (queue, pending),
+            match self.reserve(&queue, items, values) {
+                Ok(reserved) => break (queue, reserved),
                 // Deleted meanwhile: the name now belongs to a fresh queue.
-                Err(back) => values = back,
+                Err(back) => (items, values) = back,
             }
         };
-        pending.await?;
-        let now = ids::now_ns();
-        let bytes = msgs.iter().map(body_len).sum();
+        let Reserved {
+            accepted,
+            mut refused,
+            pending,
+        } = reserved;
+        let Some(pending) = pending else {
+            return refused;
+        };
+        let result = pending.await;
+        let (positions, msgs): (Vec<usize>, Vec<QueueMessage>) = accepted.into_iter().unzip();
+        let tally = Tally::of(&msgs);
         let mut st = queue.lock();
-        queue.count_in(&mut st, msgs.len(), bytes, now);
-        if !st.deleted {
-            queue.insert_ready(&mut st, msgs);
+        st.storing.sub(tally);
+        match result {
+            Ok(()) => {
+                queue.count_in(&mut st, tally.count, tally.bytes, ids::now_ns());
+                if !st.deleted {
+                    let entries = msgs.iter().map(|m| (message::seq(m), Entry::of(m)));
+                    queue.insert_ready(&mut st, entries);
+                }
+            }
+            Err(e) => {
+                tracing::error!("queue send failed: {e}");
+                let text = KubeMqError::SendToQueueFailed.to_string();
+                refused.extend(positions.into_iter().map(|i| (i, text.clone())));
+            }
         }
         queue.publish_gauges(&st);
         drop(st);
         queue.wake();
-        Ok(())
+        refused
     }
 
-    /// Hands out sequences and queues the store job, under the queue's lock. Gives the
-    /// values back if the queue was deleted.
+    /// Under the queue's lock: admits what fits its limits, hands out sequences, counts
+    /// the admitted as being stored and queues their store job. Gives everything back if
+    /// the queue was deleted.
     fn reserve<'a>(
         &'a self,
         queue: &Queue,
-        msgs: &mut [QueueMessage],
+        items: Items,
         values: Vec<Vec<u8>>,
-    ) -> Result<persist::Pending<'a>, Vec<Vec<u8>>> {
+    ) -> Result<Reserved<'a>, (Items, Vec<Vec<u8>>)> {
         let mut st = queue.lock();
         if st.deleted {
-            return Err(values);
+            return Err((items, values));
         }
-        let mut ops = Vec::with_capacity(msgs.len() + 1);
-        for (msg, value) in msgs.iter_mut().zip(values) {
+        let mut out = Reserved {
+            accepted: Vec::with_capacity(items.len()),
+            refused: Vec::new(),
+            pending: None,
+        };
+        let mut ops = Vec::with_capacity(items.len() + 1);
+        for ((i, mut msg), value) in items.into_iter().zip(values) {
+            let bytes = body_len(&msg);
+            if let Err(full) = capacity::admit(&queue.name, st.held(), bytes, &self.limits) {
+                out.refused.push((i, full.to_string()));
+                continue;
+            }
+            st.storing.add(Tally { count: 1, bytes });
             let seq = st.next_seq;
             st.next_seq += 1;
-            message::attrs(msg).sequence = seq;
+            message::attrs(&mut msg).sequence = seq;
             ops.push(persist::put(&queue.name, seq, value));
+            out.accepted.push((i, msg));
         }
-        ops.push(persist::put_hwm(&queue.name, st.next_seq - 1));
-        Ok(persist::begin_commit(&self.store, ops))
+        if !out.accepted.is_empty() {
+            ops.push(persist::put_hwm(&queue.name, st.next_seq - 1));
+            out.pending = Some(persist::begin_commit(&self.store, ops));
+        }
+        Ok(out)
     }
 }
 
@@ -160,11 +201,11 @@ fn ok_result(msg: &QueueMessage) -> SendQueueMessageResult {
     }
 }
 
-fn error_result(message_id: String, e: KubeMqError) -> SendQueueMessageResult {
+fn error_result(message_id: String, error: String) -> SendQueueMessageResult {
     SendQueueMessageResult {
         message_id,
         is_error: true,
-        error: e.to_string(),
+        error,
         ..Default::default()
     }
 }

@@ -3,11 +3,14 @@
 //!
 //! Re-publishes are one store job each (delete old keys + put new ones), handed to the
 //! writer while the target queue is locked; they need not be awaited, since losing one in
-//! a crash leaves the old copy in place to be redelivered.
+//! a crash leaves the old copy in place to be redelivered. The re-published messages
+//! become ready only when the writer reports the job committed, because a take reads
+//! bodies from the store.
 
+use super::index::Entry;
 use super::message;
 use super::persist;
-use super::queue::{body_len, Queue, Rejects};
+use super::queue::{body_len, Queue, Tally};
 use super::Queues;
 use crate::broker::ids;
 use crate::broker::store::Op;
@@ -26,7 +29,7 @@ impl Queues {
             .map(|m| persist::delete(&queue.name, message::seq(m)))
             .collect();
         self.store.commit_detached(ops);
-        queue.settled(msgs.len());
+        queue.settled(Tally::of(msgs));
     }
 
     /// Failed deliveries (nack, reject, visibility expiry, disconnect): back to the tail
@@ -35,7 +38,7 @@ impl Queues {
         if msgs.is_empty() {
             return;
         }
-        queue.settled(msgs.len());
+        queue.settled(Tally::of(&msgs));
         let (mut again, mut dead) = (Vec::new(), Vec::new());
         for mut msg in msgs {
             message::attrs(&mut msg).receive_count += 1;
@@ -54,18 +57,17 @@ impl Queues {
         self.dead_letter(queue, dead);
     }
 
-    /// Settles what a take rejected: expired messages are dropped, over-limit ones
-    /// dead-lettered.
-    pub(crate) fn dispose(&self, queue: &Queue, rejects: Rejects) {
-        if !rejects.expired.is_empty() {
-            let ops = rejects
-                .expired
+    /// Settles what a take rejected: expired messages (by sequence) are dropped,
+    /// over-limit ones dead-lettered.
+    pub(crate) fn dispose(&self, queue: &Queue, expired: &[u64], dead: Vec<QueueMessage>) {
+        if !expired.is_empty() {
+            let ops = expired
                 .iter()
-                .map(|m| persist::delete(&queue.name, message::seq(m)))
+                .map(|seq| persist::delete(&queue.name, *seq))
                 .collect();
             self.store.commit_detached(ops);
         }
-        self.dead_letter(queue, rejects.dead);
+        self.dead_letter(queue, dead);
     }
 
     /// Moves messages to their dead-letter queues (re-routed, ReceiveCount 0, policy
@@ -133,11 +135,11 @@ impl Queues {
         target.count_in(&mut st, msgs.len(), bytes, now);
     }
 
-    /// Appends messages at the tail of `target` with new sequences, visible at once. The
-    /// store job (`ops` + puts + high-water mark) is queued while `target` is locked.
+    /// Appends messages at the tail of `target` with new sequences, visible once stored.
+    /// The store job (`ops` + puts + high-water mark) is queued while `target` is locked.
     pub(crate) fn republish(
         &self,
-        target: &Queue,
+        target: &Arc<Queue>,
         mut msgs: Vec<QueueMessage>,
         mut ops: Vec<Op>,
         now: i64,
@@ -157,18 +159,19 @@ impl Queues {
             self.store.commit_detached(ops);
             return;
         }
+        let mut entries = Vec::with_capacity(msgs.len());
         for msg in &mut msgs {
             let seq = st.next_seq;
             st.next_seq += 1;
             // Encoded after the new sequence is set, so the stored copy carries it.
             message::attrs(msg).sequence = seq;
             ops.push(persist::put(&target.name, seq, persist::encode(msg)));
+            entries.push((seq, Entry::of(msg)));
         }
         ops.push(persist::put_hwm(&target.name, st.next_seq - 1));
-        self.store.commit_detached(ops);
-        target.insert_ready(&mut st, msgs);
-        target.publish_gauges(&st);
-        drop(st);
-        target.wake();
+        st.storing.add(Tally::of(&msgs));
+        let queue = target.clone();
+        let then = Box::new(move |result| queue.stored(entries, result));
+        self.store.commit_then(ops, then);
     }
 }

@@ -309,7 +309,7 @@ impl Session {
             .iter()
             .map(|m| persist::delete(&lease.queue.name, message::seq(m)))
             .collect();
-        lease.queue.settled(old.len());
+        lease.queue.settled(super::queue::Tally::of(&old));
         self.queues.forward(msgs, deletes);
     }
 }
