@@ -380,3 +380,36 @@ async fn the_gateway_answers_429_beyond_its_in_flight_cap_and_serves_again_after
     assert_eq!(after.status(), 200, "the slot came back");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn grpc_connections_that_send_nothing_are_closed_after_ten_seconds_freeing_their_slots() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = common::config(dir.path());
+    config.limits.max_grpc_connections = 2;
+    let b = common::start_broker_with(config, dir).await;
+    let addr = b.running.grpc_addr;
+    let mut silent = [
+        TcpStream::connect(addr).await.expect("a"),
+        TcpStream::connect(addr).await.expect("b"),
+    ];
+    let started = std::time::Instant::now();
+    for conn in &mut silent {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(20), conn.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "a silent connection is closed: {read:?}"
+        );
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(15),
+        "closed after {waited:?}"
+    );
+    let mut client = b.raw().await;
+    client
+        .ping(llm_router::kubemq::Empty {})
+        .await
+        .expect("the slots are free again");
+    b.stop().await;
+}

@@ -72,7 +72,11 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     let broker = Broker::open(config)?;
     let service = Service::new(broker.clone());
     let limits = &broker.config.limits;
-    let incoming = conn::incoming(grpc, ConnCap::new("grpc", limits.max_grpc_connections));
+    let incoming = conn::incoming(
+        grpc,
+        ConnCap::new("grpc", limits.max_grpc_connections),
+        HttpLimits::DEFAULT_HEADER_TIMEOUT,
+    );
     // Wide HTTP/2 windows: a busy subscriber stream never stalls on WINDOW_UPDATE round
     // trips. Keepalive pings find peers that vanished without a FIN, so their connection
     // slots come back.

@@ -17,6 +17,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub const FAMILY_PREFIX: &str = "llm_router_connections_";
 /// Connections refused because a listener was at its cap, by listener.
 pub const REFUSED: &str = "llm_router_connections_refused_total";
+/// Connections closed because they sent nothing within the first-byte deadline.
+pub const SILENT: &str = "llm_router_connections_silent_total";
 /// Connections open now, by listener.
 pub const OPEN: &str = "llm_router_connections_open";
 
@@ -177,15 +179,41 @@ pub async fn accept(listener: &TcpListener, cap: &ConnCap) -> Capped<TcpStream> 
     }
 }
 
-/// Admitted connections as a stream, for tonic's `serve_with_incoming_shutdown`.
+/// Admitted connections as a stream, for tonic's `serve_with_incoming_shutdown`. A
+/// connection is handed over only once its first byte has arrived, within
+/// `first_byte`: HTTP/2 has no request-head deadline of its own, so without this a client
+/// that opens sockets and sends nothing would hold every slot. The wait runs per
+/// connection, so one silent client never delays another.
 pub fn incoming(
     listener: TcpListener,
     cap: ConnCap,
+    first_byte: Duration,
 ) -> impl Stream<Item = io::Result<Capped<TcpStream>>> {
-    futures::stream::unfold((listener, cap), |(listener, cap)| async move {
-        let conn = accept(&listener, &cap).await;
-        Some((Ok(conn), (listener, cap)))
-    })
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let conn = tokio::select! {
+                conn = accept(&listener, &cap) => conn,
+                // The server stopped and dropped the stream: stop accepting.
+                () = tx.closed() => return,
+            };
+            let (tx, listener_name) = (tx.clone(), cap.listener);
+            tokio::spawn(async move {
+                let mut byte = [0u8; 1];
+                let peeked = tokio::time::timeout(first_byte, conn.get_ref().peek(&mut byte));
+                match peeked.await {
+                    Ok(Ok(n)) if n > 0 => {
+                        let _ = tx.send(Ok(conn)).await;
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        metrics::counter!(SILENT, "listener" => listener_name).increment(1);
+                    }
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 #[cfg(test)]
