@@ -161,6 +161,11 @@ fn per_id_family(channel: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether `channel` exists once per request, batch job or uploaded file.
+pub fn is_per_id_channel(channel: &str) -> bool {
+    per_id_family(channel).is_some()
+}
+
 /// Whether `label` (from [`channel_label`]) is shared by many channels, so a gauge of one
 /// channel must move it by differences instead of setting it.
 pub fn is_shared_label(label: &str) -> bool {

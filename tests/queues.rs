@@ -663,3 +663,69 @@ async fn redeliveries_are_never_refused_by_a_limit() {
     assert_eq!(bodies(&both.messages), ["already here", "once"]);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_jobs_queues_are_forgotten_once_empty_and_idle_and_others_stay() {
+    let b = common::start_broker().await;
+    let mut raw = b.raw().await;
+    let job = "batch_0123456789abcdef0123456789abcdef";
+    let results = format!("llm-router.batch.{job}.results");
+    let dlq = format!("llm-router.batch.{job}.dlq");
+    for channel in [&results, &dlq, &"user-queue".to_owned()] {
+        let sent = raw
+            .send_queue_message(QueueMessage {
+                client_id: "c".into(),
+                channel: channel.clone(),
+                body: b"x".to_vec(),
+                ..QueueMessage::default()
+            })
+            .await
+            .expect("send")
+            .into_inner();
+        assert!(!sent.is_error, "{}", sent.error);
+    }
+    let queues = &b.running.broker.queues;
+    assert_eq!(
+        queues.forget_idle(Duration::ZERO).await,
+        0,
+        "queues holding messages stay"
+    );
+    for channel in [&results, &"user-queue".to_owned()] {
+        let got = raw
+            .receive_queue_messages(ReceiveQueueMessagesRequest {
+                client_id: "c".into(),
+                channel: channel.clone(),
+                max_number_of_messages: 1,
+                wait_time_seconds: 1,
+                ..ReceiveQueueMessagesRequest::default()
+            })
+            .await
+            .expect("receive")
+            .into_inner();
+        assert_eq!(got.messages.len(), 1);
+    }
+    assert_eq!(
+        queues.forget_idle(Duration::from_secs(3600)).await,
+        0,
+        "recently used queues stay"
+    );
+    assert_eq!(
+        queues.forget_idle(Duration::ZERO).await,
+        1,
+        "the job's drained results queue goes; its dead-letter queue still holds a message, and a user's queue is never forgotten"
+    );
+    let info = queues.info(QueuesInfoRequest {
+        request_id: "r".into(),
+        queue_name: String::new(),
+    });
+    let names: Vec<String> = info
+        .info
+        .map(|i| i.queues.into_iter().map(|q| q.name).collect())
+        .unwrap_or_default();
+    assert!(!names.contains(&results), "{names:?}");
+    assert!(
+        names.contains(&dlq) && names.contains(&"user-queue".to_owned()),
+        "{names:?}"
+    );
+    b.stop().await;
+}

@@ -69,6 +69,29 @@ pub struct Queues {
 
 type Out<T> = BoxStream<'static, Result<T, Status>>;
 
+/// Runs [`Queues::forget_idle`] a few times per `idle` until shutdown.
+async fn forget_loop(
+    queues: std::sync::Weak<Queues>,
+    idle: std::time::Duration,
+    stop: CancellationToken,
+) {
+    let every = (idle / 6).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(10),
+    );
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let Some(queues) = queues.upgrade() else {
+            return;
+        };
+        queues.forget_idle(idle).await;
+    }
+}
+
 impl Queues {
     /// Rebuilds every queue from the store.
     pub fn open(
@@ -85,7 +108,11 @@ impl Queues {
             delays: Arc::default(),
         });
         queues.restore()?;
-        delay::spawn(&queues, shutdown);
+        delay::spawn(&queues, shutdown.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let idle = config.forget_idle_channels_after;
+            rt.spawn(forget_loop(Arc::downgrade(&queues), idle, shutdown));
+        }
         Ok(queues)
     }
 
@@ -218,7 +245,8 @@ impl Queues {
             st.deleted = true;
             st.ready.clear();
             st.delayed = Default::default();
-            q.publish_gauges(&st);
+            drop(st);
+            q.unpublish_gauges();
         }
         let mut ops = persist::purge(name);
         ops.extend(
@@ -228,6 +256,43 @@ impl Queues {
                 .map(|id| persist::delete(persist::DELAY_LOG, id)),
         );
         self.store.commit(ops).await
+    }
+
+    /// Forgets the queues made for one batch job or request (see
+    /// [`crate::metrics::is_per_id_channel`]) that are empty, unused and idle for `idle`,
+    /// store records included; returns how many went. Without this, every job would leave
+    /// its results and dead-letter queues behind for the life of the broker.
+    pub async fn forget_idle(&self, idle: std::time::Duration) -> usize {
+        let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        let before = super::ids::now_ns() / 1_000_000 - idle_ms;
+        let mut commits = Vec::new();
+        {
+            let mut registry = self.registry.write();
+            registry.retain(|name, q| {
+                // Only the registry holds it, so no call is using it, and none can
+                // reach it while the write lock is held.
+                if !crate::metrics::is_per_id_channel(name) || Arc::strong_count(q) > 1 {
+                    return true;
+                }
+                let st = q.lock();
+                if !Queue::is_empty_and_unused(&st) || st.stats.last_activity_ms >= before {
+                    return true;
+                }
+                drop(st);
+                q.unpublish_gauges();
+                // Queued to the writer now, under the lock, so a queue of the same name
+                // made later writes after this purge.
+                commits.push(persist::begin_commit(&self.store, persist::purge(name)));
+                false
+            });
+        }
+        let forgotten = commits.len();
+        for commit in commits {
+            if let Err(e) = commit.await {
+                tracing::warn!("forgetting an idle queue's records failed: {e}");
+            }
+        }
+        forgotten
     }
 
     /// Ready messages in `name` (not in flight, not delayed).

@@ -93,11 +93,15 @@ struct Metrics {
     redeliveries: Counter,
     dead_lettered: Counter,
     expired: Counter,
+    /// The gauges' label is shared with other queues (one per batch job, say): each moves
+    /// the gauges by the change of its own values, so they hold the sum over the family.
+    shared: Option<parking_lot::Mutex<[f64; 3]>>,
 }
 
 impl Metrics {
     fn new(name: &str) -> Self {
         let channel = crate::metrics::channel_label(name);
+        let shared = crate::metrics::is_shared_label(&channel).then(Default::default);
         let counter = |n: &'static str| metrics::counter!(n, "channel" => channel.clone());
         let gauge = |n: &'static str| metrics::gauge!(n, "channel" => channel.clone());
         let flow = |n: &'static str| metrics::counter!(n, "pattern" => "queues", "channel" => channel.clone());
@@ -110,6 +114,25 @@ impl Metrics {
             redeliveries: counter(m::REDELIVERIES),
             dead_lettered: counter(m::DEAD_LETTERED),
             expired: counter(m::EXPIRED),
+            shared,
+        }
+    }
+
+    fn publish(&self, values: [f64; 3]) {
+        let gauges = [&self.depth, &self.in_flight, &self.delayed];
+        match &self.shared {
+            None => {
+                for (g, v) in gauges.into_iter().zip(values) {
+                    g.set(v);
+                }
+            }
+            Some(last) => {
+                let mut last = last.lock();
+                for ((g, v), old) in gauges.into_iter().zip(values).zip(last.iter_mut()) {
+                    g.increment(v - *old);
+                    *old = v;
+                }
+            }
         }
     }
 }
@@ -280,9 +303,25 @@ impl Queue {
     }
 
     pub fn publish_gauges(&self, st: &State) {
-        self.metrics.depth.set(st.ready.len() as f64);
-        self.metrics.in_flight.set(st.in_flight.count as f64);
-        self.metrics.delayed.set(st.delayed.count as f64);
+        self.metrics.publish([
+            st.ready.len() as f64,
+            st.in_flight.count as f64,
+            st.delayed.count as f64,
+        ]);
+    }
+
+    /// Takes this queue's part out of its gauges, when it is forgotten or deleted.
+    pub fn unpublish_gauges(&self) {
+        self.metrics.publish([0.0; 3]);
+    }
+
+    /// Holds nothing and nobody waits on it: forgetting it loses nothing.
+    pub fn is_empty_and_unused(st: &State) -> bool {
+        st.ready.len() == 0
+            && st.in_flight.count == 0
+            && st.delayed.count == 0
+            && st.storing.count == 0
+            && st.consumers == 0
     }
 }
 
