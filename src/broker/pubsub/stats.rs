@@ -130,8 +130,14 @@ pub struct Book {
 }
 
 impl Book {
-    /// The counters of `name`, registering the channel on first use.
+    /// The counters of `name`, registering the channel on first use. A plain-events
+    /// channel made for one request (a streamed answer's) gets counters that are not
+    /// kept: listing thousands of them helps nobody, and keeping them for the idle window
+    /// would cost memory in proportion to the request rate.
     pub fn channel(&self, kind: Kind, name: &str) -> Arc<Counters> {
+        if kind == Kind::Events && crate::metrics::is_per_id_channel(name) {
+            return Arc::default();
+        }
         let map = &self.kinds[kind.index()];
         if let Some(c) = map.read().get(name) {
             return c.clone();
