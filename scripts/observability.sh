@@ -86,26 +86,19 @@ start_system() {
   wait_http gateway "http://127.0.0.1:$GATEWAY_PORT/ready"
 }
 
-# Same job names as deploy/prometheus/prometheus.yml, so the dashboards' and alerts'
-# selectors are the ones checked here.
+# deploy/prometheus/up.yml (the config shipped for one machine), with this run's ports and
+# a 1 s scrape: the same job names as deploy/prometheus/prometheus.yml, so the dashboards'
+# and alerts' selectors are the ones checked here.
 start_prometheus() {
-  cat >"$RUN_DIR/prometheus.yml" <<EOF
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-rule_files:
-  - $PWD/deploy/prometheus/alerts.yml
-scrape_configs:
-  - job_name: llm-router-broker
-    static_configs:
-      - targets: ["127.0.0.1:$REST_PORT"]
-  - job_name: llm-router-worker
-    static_configs:
-      - targets: ["127.0.0.1:${WORKER_PORTS[0]}", "127.0.0.1:${WORKER_PORTS[1]}", "127.0.0.1:${WORKER_PORTS[2]}"]
-  - job_name: llm-router-gateway
-    static_configs:
-      - targets: ["127.0.0.1:$GATEWAY_PORT"]
-EOF
+  local workers
+  workers=$(printf '"127.0.0.1:%s", ' "${WORKER_PORTS[@]}")
+  sed -e "s|scrape_interval: 5s|scrape_interval: 1s|; s|evaluation_interval: 5s|evaluation_interval: 1s|" \
+      -e "s|  - alerts.yml|  - $PWD/deploy/prometheus/alerts.yml|" \
+      -e "s|\"127.0.0.1:9090\"|\"127.0.0.1:$REST_PORT\"|" \
+      -e "s|\"127.0.0.1:9091\"|${workers%, }|" \
+      -e "s|\"127.0.0.1:8000\"|\"127.0.0.1:$GATEWAY_PORT\"|" \
+      deploy/prometheus/up.yml >"$RUN_DIR/prometheus.yml"
+  grep -q "127.0.0.1:$GATEWAY_PORT" "$RUN_DIR/prometheus.yml" || die "deploy/prometheus/up.yml no longer has the targets this script rewrites"
   start prometheus "$PROMETHEUS" --config.file="$RUN_DIR/prometheus.yml" \
     --storage.tsdb.path="$RUN_DIR/prometheus-data" \
     --web.listen-address="127.0.0.1:$PROM_PORT" --web.enable-lifecycle
