@@ -8,7 +8,9 @@
 
 mod common;
 
-use bytes::{Buf, BufMut, Bytes};
+use common::raw_codec::RawCodec;
+
+use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use llm_router::kubemq::kubemq_client::KubemqClient;
 use llm_router::kubemq::{
@@ -22,7 +24,6 @@ use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -60,46 +61,6 @@ const STREAMING: [&str; 6] = [
     "QueuesDownstream",
     "QueuesUpstream",
 ];
-
-// ---------------------------------------------------------------------------------------
-// Raw bytes codec: sends and receives message payloads untouched.
-
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        *self
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        *self
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
 
 fn path(method: &str) -> Result<http::uri::PathAndQuery, http::Error> {
     Ok(http::uri::PathAndQuery::try_from(format!(

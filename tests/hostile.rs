@@ -9,7 +9,9 @@
 
 mod common;
 
-use bytes::{Buf, BufMut, Bytes};
+use common::raw_codec::RawCodec;
+
+use bytes::Bytes;
 use common::procs::{self, Proc};
 use futures::future::join_all;
 use llm_router::kubemq::kubemq_client::KubemqClient;
@@ -22,7 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::Status;
 
@@ -624,44 +625,6 @@ async fn slow_loris(stack: &Stack) -> Vec<(&'static str, &'static str, Option<Du
 
 // ---------------------------------------------------------------------------------------
 // Garbage on the gRPC port.
-
-/// Message payloads sent and received untouched, for garbage protobuf.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        *self
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        *self
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
 
 const METHODS: [&str; 7] = [
     "SendEvent",

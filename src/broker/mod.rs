@@ -26,6 +26,7 @@ pub mod validate;
 use config::BrokerConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +50,31 @@ pub struct Broker {
     ready: AtomicBool,
 }
 
+/// Forgets what appeared by use and has been idle for `forget_idle_channels_after`:
+/// pub/sub channels ([`pubsub::PubSub::sweep_idle_channels`]) and per-job queues
+/// ([`queues::Queues::forget_idle`]), looking a few times per window until shutdown.
+async fn forget_idle_loop(broker: std::sync::Weak<Broker>) {
+    let Some((idle, stop)) = broker
+        .upgrade()
+        .map(|b| (b.config.forget_idle_channels_after, b.shutdown.clone()))
+    else {
+        return;
+    };
+    let every = (idle / 6).clamp(Duration::from_millis(100), Duration::from_secs(10));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let Some(broker) = broker.upgrade() else {
+            return;
+        };
+        broker.pubsub.sweep_idle_channels(idle);
+        broker.queues.forget_idle(idle).await;
+    }
+}
+
 impl Broker {
     /// Opens the store, rebuilds queues and events store from it, and returns the broker
     /// ready to serve.
@@ -69,6 +95,9 @@ impl Broker {
             shutdown,
             ready: AtomicBool::new(false),
         });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(forget_idle_loop(Arc::downgrade(&broker)));
+        }
         broker.ready.store(true, Ordering::Release);
         Ok(broker)
     }

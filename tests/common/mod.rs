@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use tonic::transport::Channel;
 
 pub mod procs;
+pub mod raw_codec;
 pub mod real_server;
 pub mod stack;
 

@@ -117,14 +117,6 @@ impl PubSub {
             max_request_timeout: config.limits.max_request_timeout,
             shutdown,
         });
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let idle = config.forget_idle_channels_after;
-            rt.spawn(sweep_loop(
-                Arc::downgrade(&pubsub),
-                idle,
-                pubsub.shutdown.clone(),
-            ));
-        }
         Ok(pubsub)
     }
 
@@ -246,23 +238,6 @@ impl PubSub {
             Kind::Commands => self.commands.count(channel),
             Kind::Queries => self.queries.count(channel),
         }
-    }
-}
-
-/// Forgets channels idle for `idle` (see [`Book::sweep`]) until shutdown, looking a few
-/// times per `idle`.
-async fn sweep_loop(pubsub: std::sync::Weak<PubSub>, idle: Duration, stop: CancellationToken) {
-    let every = (idle / 6).clamp(Duration::from_millis(100), Duration::from_secs(10));
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = stop.cancelled() => return,
-        }
-        let Some(pubsub) = pubsub.upgrade() else {
-            return;
-        };
-        pubsub.sweep_idle_channels(idle);
     }
 }
 

@@ -69,29 +69,6 @@ pub struct Queues {
 
 type Out<T> = BoxStream<'static, Result<T, Status>>;
 
-/// Runs [`Queues::forget_idle`] a few times per `idle` until shutdown.
-async fn forget_loop(
-    queues: std::sync::Weak<Queues>,
-    idle: std::time::Duration,
-    stop: CancellationToken,
-) {
-    let every = (idle / 6).clamp(
-        std::time::Duration::from_millis(100),
-        std::time::Duration::from_secs(10),
-    );
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = stop.cancelled() => return,
-        }
-        let Some(queues) = queues.upgrade() else {
-            return;
-        };
-        queues.forget_idle(idle).await;
-    }
-}
-
 impl Queues {
     /// Rebuilds every queue from the store.
     pub fn open(
@@ -108,11 +85,7 @@ impl Queues {
             delays: Arc::default(),
         });
         queues.restore()?;
-        delay::spawn(&queues, shutdown.clone());
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let idle = config.forget_idle_channels_after;
-            rt.spawn(forget_loop(Arc::downgrade(&queues), idle, shutdown));
-        }
+        delay::spawn(&queues, shutdown);
         Ok(queues)
     }
 
